@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+
+.PHONY: install run test test-fast lint format lock bench clean services
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -U pip
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+## install: create .venv and install the project with its dev extras (quick when nothing changed)
+install: $(STAMP)
+
+## run: migrate the embedded SQLite database, seed demo data, start web + worker + beat (Ctrl-C stops all)
+run: install
+	PORT=$(PORT) $(PY) manage.py run_platform
+
+## test: the whole suite (Postgres, Redis and chromium are started/installed by scripts/test.sh)
+test: install
+	bash scripts/test.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## lock: re-resolve the pinned dependencies and rewrite requirements.lock
+lock:
+	rm -rf /tmp/quant-lock-venv && $(PYTHON) -m venv /tmp/quant-lock-venv
+	/tmp/quant-lock-venv/bin/pip install -q -e '.[dev]'
+	{ echo "# Full resolved set, used as pip constraints by 'make install'. Regenerate with 'make lock'."; \
+	  /tmp/quant-lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock
+
+## bench: the ingestion benchmark against Postgres (prints bars/s and the ratio to raw COPY)
+bench: install
+	$(PY) benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

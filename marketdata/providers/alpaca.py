@@ -1,0 +1,108 @@
+"""Alpaca market data through alpaca-py's historical client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.data.enums import Adjustment, DataFeed
+from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.requests import StockBarsRequest
+from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+from marketdata.domain import BarRecord, Timeframe, daily_ts
+from marketdata.providers.base import DataProvider, FinalProviderError, RetryableProviderError
+from marketdata.providers.http import LimitedAdapter, retry_after_seconds
+from quant.core.clock import ensure_utc
+from quant.core.ratelimit import LocalRateLimiter, RateLimiter
+
+TIMEFRAMES = {
+    Timeframe.MIN_1: TimeFrame(1, TimeFrameUnit.Minute),
+    Timeframe.MIN_5: TimeFrame(5, TimeFrameUnit.Minute),
+    Timeframe.MIN_15: TimeFrame(15, TimeFrameUnit.Minute),
+    Timeframe.HOUR_1: TimeFrame(1, TimeFrameUnit.Hour),
+    Timeframe.DAY_1: TimeFrame(1, TimeFrameUnit.Day),
+}
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class AlpacaProvider(DataProvider):
+    name = "alpaca"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        data_url: str = "",
+        feed: str = "iex",
+        adjustment: str = "all",
+        rate_limiter: RateLimiter | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if not api_key or not secret_key:
+            raise FinalProviderError("Alpaca needs ALPACA_API_KEY and ALPACA_SECRET_KEY")
+        self.client = StockHistoricalDataClient(
+            api_key, secret_key, url_override=data_url or None, raw_data=True
+        )
+        # alpaca-py retries 429/504 itself with a fixed 3 s sleep and ignores Retry-After;
+        # RetryingProvider owns retries, so the SDK's loop is switched off.
+        self.client._retry = 0
+        adapter = LimitedAdapter(rate_limiter or LocalRateLimiter(200), timeout)
+        self.client._session.mount("http://", adapter)
+        self.client._session.mount("https://", adapter)
+        self.feed = DataFeed(feed)
+        self.adjustment = Adjustment(adjustment)
+
+    def get_bars(
+        self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe
+    ) -> list[BarRecord]:
+        request = StockBarsRequest(
+            symbol_or_symbols=symbol,
+            timeframe=TIMEFRAMES[timeframe],
+            start=ensure_utc(start),
+            end=ensure_utc(end),
+            feed=self.feed,
+            adjustment=self.adjustment,
+        )
+        try:
+            raw: Any = self.client.get_stock_bars(request)
+        except APIError as error:
+            raise _map_api_error(error) from error
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise RetryableProviderError(f"Alpaca unreachable: {error}") from error
+        return [_bar(symbol, timeframe, row) for row in (raw or {}).get(symbol, [])]
+
+
+def _map_api_error(error: APIError) -> Exception:
+    status = error.status_code
+    response = getattr(error, "_http_error", None)
+    headers = response.response.headers if response is not None and response.response is not None else {}
+    message = f"Alpaca answered {status}: {error}"
+    if status in RETRYABLE_STATUS:
+        return RetryableProviderError(message, retry_after=retry_after_seconds(headers.get("Retry-After")))
+    return FinalProviderError(message)
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _bar(symbol: str, timeframe: Timeframe, row: dict[str, Any]) -> BarRecord:
+    ts = ensure_utc(datetime.fromisoformat(str(row["t"]).replace("Z", "+00:00")))
+    return BarRecord(
+        symbol=symbol,
+        timeframe=timeframe,
+        ts=daily_ts(ts) if timeframe is Timeframe.DAY_1 else ts,
+        open=_dec(row["o"]),
+        high=_dec(row["h"]),
+        low=_dec(row["l"]),
+        close=_dec(row["c"]),
+        volume=_dec(row["v"]),
+        vwap=_dec(row["vw"]) if row.get("vw") is not None else None,
+        trade_count=int(row["n"]) if row.get("n") is not None else None,
+        source="alpaca",
+    )

@@ -1,0 +1,202 @@
+"""Writes of the market data app: instruments, bar ingestion jobs, daily updates.
+
+An ingestion job is split into chunks per symbol. Each chunk is fetched whole, validated,
+and written in one transaction together with the job's progress, so a crash loses at most
+the chunk in flight and a rerun continues after the last committed chunk. Re-ingesting a
+range changes nothing (upserts skip identical bars); corrected bars update in place.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+
+from marketdata.domain import BarRecord, Timeframe, validate_bars
+from marketdata.models import Bar, Instrument, IngestionJob, JobStatus
+from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
+from marketdata.storage import UpsertResult, bars_upsert
+from quant.core.calendar import MarketCalendar
+from quant.core.clock import Clock, SystemClock, ensure_utc
+from quant.core.errors import ConflictError, ValidationError
+
+log = structlog.get_logger(__name__)
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-/]{0,31}$")
+SESSION_HOURS = 6.5
+DEFAULT_BACKFILL_DAYS = 5 * 365
+
+
+def normalize_symbols(symbols: Iterable[str]) -> list[str]:
+    """Upper-case, de-duplicated symbols in the given order; raise naming any bad one."""
+    result: list[str] = []
+    for raw in symbols:
+        symbol = raw.strip().upper()
+        if not SYMBOL_RE.match(symbol):
+            raise ValidationError(f"invalid symbol {raw!r}: use letters, digits, '.', '-' or '/'")
+        if symbol not in result:
+            result.append(symbol)
+    if not result:
+        raise ValidationError("no symbols given")
+    return result
+
+
+def plan_chunks(
+    start: datetime, end: datetime, timeframe: Timeframe, chunk_bars: int
+) -> list[tuple[datetime, datetime]]:
+    """Consecutive inclusive windows covering [start, end], each about ``chunk_bars`` bars."""
+    if timeframe is Timeframe.DAY_1:
+        span = timedelta(days=math.ceil(chunk_bars * 7 / 5))
+    else:
+        bars_per_day = SESSION_HOURS * 3600 / timeframe.duration.total_seconds()
+        span = timedelta(days=max(1, math.ceil(chunk_bars / bars_per_day * 7 / 5)))
+    windows: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor <= end:
+        upper = min(cursor + span, end + timedelta(microseconds=1))
+        windows.append((cursor, upper - timedelta(microseconds=1)))
+        cursor = upper
+    return windows
+
+
+def instrument_ensure(*, symbol: str, name: str = "") -> Instrument:
+    instrument, _ = Instrument.objects.get_or_create(symbol=symbol, defaults={"name": name})
+    return instrument
+
+
+def bars_ingest(
+    *, symbol: str, timeframe: Timeframe, bars: Sequence[BarRecord], source: str
+) -> UpsertResult:
+    """Validate and store one batch of bars atomically: all of them or none."""
+    ordered = validate_bars(bars, source=source)
+    with transaction.atomic():
+        instrument = instrument_ensure(symbol=symbol)
+        return bars_upsert(
+            instrument_id=instrument.pk, timeframe=timeframe, bars=ordered, default_source=source
+        )
+
+
+def ingestion_job_create(
+    *, provider: str, symbols: Iterable[str], timeframe: Timeframe, start: datetime, end: datetime
+) -> IngestionJob:
+    if provider not in PROVIDERS:
+        raise ValidationError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
+    start, end = ensure_utc(start), ensure_utc(end)
+    if end <= start:
+        raise ValidationError(f"end {end.isoformat()} must be after start {start.isoformat()}")
+    symbols = normalize_symbols(symbols)
+    chunks = len(plan_chunks(start, end, timeframe, settings.MARKETDATA_CHUNK_BARS))
+    return IngestionJob.objects.create(
+        provider=provider, symbols=symbols, timeframe=timeframe.value, start=start, end=end,
+        chunks_total=chunks * len(symbols),
+    )
+
+
+def _transition(job: IngestionJob, allowed: Sequence[str], to: str, **fields: Any) -> bool:
+    """Compare-and-swap the job's status; False when another process changed it first."""
+    changed = IngestionJob.objects.filter(pk=job.pk, status__in=allowed).update(status=to, **fields)
+    job.refresh_from_db()
+    return changed == 1
+
+
+def ingestion_job_run(
+    *, job_id: int, provider: DataProvider | None = None, clock: Clock | None = None
+) -> IngestionJob:
+    """Run (or resume) a job. A finished job is left as it is, so redelivery is harmless."""
+    clock = clock or SystemClock()
+    job = IngestionJob.objects.get(pk=job_id)
+    if not _transition(
+        job, [JobStatus.QUEUED, JobStatus.RUNNING], JobStatus.RUNNING,
+        attempts=F("attempts") + 1, started_at=clock.now(), error="",
+    ):
+        log.info("ingestion.skip", job_id=job.pk, status=job.status)
+        return job
+    log.info("ingestion.start", job_id=job.pk, provider=job.provider, symbols=job.symbols,
+             timeframe=job.timeframe, resume=bool(job.cursor))
+    try:
+        source = provider or build_provider(
+            job.provider,
+            fallback=settings.MARKETDATA_FALLBACK_PROVIDER if job.provider == settings.MARKETDATA_PROVIDER else None,
+        )
+        for symbol in job.symbols:
+            _ingest_symbol(job, symbol, source)
+    except (ProviderError, ValidationError) as error:
+        _transition(job, [JobStatus.RUNNING], JobStatus.FAILED, error=error.message, finished_at=clock.now())
+        log.warning("ingestion.failed", job_id=job.pk, error=error.message)
+        return job
+    except Exception as error:
+        _transition(job, [JobStatus.RUNNING], JobStatus.FAILED,
+                    error=f"internal error: {error!r}", finished_at=clock.now())
+        raise
+    _transition(job, [JobStatus.RUNNING], JobStatus.SUCCEEDED, finished_at=clock.now())
+    log.info("ingestion.done", job_id=job.pk, rows_written=job.rows_written, unchanged=job.rows_unchanged)
+    return job
+
+
+def _ingest_symbol(job: IngestionJob, symbol: str, provider: DataProvider) -> None:
+    timeframe = Timeframe(job.timeframe)
+    committed = job.cursor.get(symbol)
+    done_until = datetime.fromisoformat(committed) if committed else None
+    for lo, hi in plan_chunks(job.start, job.end, timeframe, settings.MARKETDATA_CHUNK_BARS):
+        if done_until is not None and hi <= done_until:
+            continue
+        fetched = provider.get_bars(symbol, lo, hi, timeframe)
+        bars = [b for b in fetched if b.symbol == symbol and lo <= b.ts <= hi]
+        ordered = validate_bars(bars, source=f"{provider.name} {symbol} {timeframe} {lo:%Y-%m-%d}..{hi:%Y-%m-%d}")
+        with transaction.atomic():
+            instrument = instrument_ensure(symbol=symbol)
+            result = bars_upsert(
+                instrument_id=instrument.pk, timeframe=timeframe, bars=ordered, default_source=provider.name
+            )
+            cursor = {**IngestionJob.objects.get(pk=job.pk).cursor, symbol: hi.isoformat()}
+            IngestionJob.objects.filter(pk=job.pk).update(
+                cursor=cursor,
+                chunks_done=F("chunks_done") + 1,
+                rows_written=F("rows_written") + result.written,
+                rows_unchanged=F("rows_unchanged") + result.unchanged,
+            )
+        job.refresh_from_db()
+
+
+def ingestion_job_retry(*, job: IngestionJob) -> IngestionJob:
+    """Put a failed job back in the queue; it resumes after its last committed chunk."""
+    if not _transition(job, [JobStatus.FAILED], JobStatus.QUEUED, finished_at=None):
+        raise ConflictError(f"job #{job.pk} is {job.status}; only FAILED jobs can be retried")
+    return job
+
+
+def daily_update_plan(*, now: datetime, timeframe: Timeframe = Timeframe.DAY_1) -> IngestionJob | None:
+    """The job that brings every active instrument up to date, or None on a non-session day.
+
+    It starts at the oldest last bar among the instruments (that bar included, so a vendor's
+    late correction is picked up); identical bars are skipped by the upsert.
+    """
+    calendar = MarketCalendar(settings.MARKETDATA_EXCHANGE)
+    if not calendar.is_session(now.date()):
+        log.info("daily_update.no_session", day=str(now.date()))
+        return None
+    symbols = list(Instrument.objects.filter(active=True).values_list("symbol", flat=True))
+    if not symbols:
+        return None
+    lasts = dict(
+        Bar.objects.filter(timeframe=timeframe.value, instrument__active=True)
+        .values_list("instrument__symbol")
+        .annotate(last=Max("ts"))
+        .values_list("instrument__symbol", "last")
+    )
+    start = (
+        min(lasts.values())
+        if len(lasts) == len(symbols)
+        else now - timedelta(days=DEFAULT_BACKFILL_DAYS)
+    )
+    return ingestion_job_create(
+        provider=settings.MARKETDATA_PROVIDER, symbols=symbols, timeframe=timeframe,
+        start=start, end=now,
+    )

@@ -1,0 +1,19 @@
+"""Operational endpoints: /healthz."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from monitoring.health import platform_health
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when every component is up, 503 naming the ones that are not."""
+    components = platform_health()
+    healthy = all(c.healthy for c in components)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "components": {c.name: c.as_dict() for c in components}},
+        status=200 if healthy else 503,
+    )

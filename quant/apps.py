@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class QuantConfig(AppConfig):
+    name = "quant"
+    verbose_name = "Research"

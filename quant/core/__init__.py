@@ -1,0 +1,1 @@
+"""Django-free primitives shared by every app: errors, clock, market calendar, rate limits."""

@@ -1,0 +1,1 @@
+"""Research models (strategies, approvals) arrive with the strategy issue."""
