@@ -1,0 +1,100 @@
+"""The embedded mode end to end: `manage.py run_platform` on SQLite with no env set.
+
+Starts the real thing (daphne, Celery worker and beat on the filesystem broker) in a
+subprocess, waits for /healthz to answer 200, reads the landing page, stops it with Ctrl-C
+(SIGINT) and checks that every child stopped; a second start reuses the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.sqlite_smoke
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "SECRET_KEY", "DEBUG", "TEST_"))}
+    env.update(VAR_DIR=str(var_dir), PORT=str(port), HEALTH_WORKER_MAX_AGE_SECONDS="60")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_platform"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(process: subprocess.Popen[str], port: int, timeout: float = 150) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    last: tuple[int, str] = (0, "")
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"run_platform exited early with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            last = get(f"http://127.0.0.1:{port}/healthz")
+            if last[0] == 200:
+                return dict(json.loads(last[1]))
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    pytest.fail(f"/healthz never answered 200; last answer {last}")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert len(children) >= 3  # web, worker, beat
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"still running after Ctrl-C: {[p.cmdline() for p in alive]}"
+    return output
+
+
+def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    process = start(tmp_path, port)
+    try:
+        health = wait_healthy(process, port)
+        assert set(health["components"]) == {"database", "job_queue", "worker", "beat"}  # type: ignore[arg-type]
+        status, page = get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and "AAPL" in page and "fresh" in page
+        assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
+    finally:
+        if process.poll() is None:
+            output = stop(process)
+    assert "password:" in output and "Stopped." in output
+    assert (tmp_path / "quant.sqlite3").exists()
+
+    port = free_port()
+    process = start(tmp_path, port)
+    try:
+        wait_healthy(process, port)
+    finally:
+        output = stop(process)
+    assert "Demo data is up to date" in output and "password:" not in output
