@@ -71,5 +71,15 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@$PG_HOST:$PG_PORT/
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 unset REDIS_URL CELERY_BROKER_URL
 
-# pytest's own exit code goes out unchanged: 5 (no tests collected) fails the run too.
-exec "$PY" -m pytest "$@"
+# pytest's own exit codes go out unchanged: 5 (no tests collected) fails the run too.
+if [ "$#" -gt 0 ]; then
+  exec "$PY" -m pytest "$@"
+fi
+# Browser tests run in their own process (a sync Playwright session leaves an event loop behind).
+rc=0
+"$PY" -m pytest --ignore=tests/e2e || rc=$?
+brc=0
+"$PY" -m pytest tests/e2e || brc=$?
+log "suite exit code: $rc, browser tests exit code: $brc"
+if [ "$rc" -ne 0 ]; then exit "$rc"; fi
+exit "$brc"
