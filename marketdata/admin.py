@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
@@ -33,7 +34,17 @@ class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Bar)
 class BarAdmin(ReadOnlyAdmin):
-    list_display = ("instrument", "timeframe", "ts", "open", "high", "low", "close", "volume", "source")
+    list_display = (
+        "instrument",
+        "timeframe",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "source",
+    )
     list_filter = ("timeframe", "source", "instrument")
     list_select_related = ("instrument",)
     search_fields = ("instrument__symbol",)
@@ -44,8 +55,19 @@ class BarAdmin(ReadOnlyAdmin):
 @admin.register(IngestionJob)
 class IngestionJobAdmin(ReadOnlyAdmin):
     list_display = (
-        "id", "provider", "timeframe", "symbol_list", "start", "end", "status",
-        "chunks_done", "chunks_total", "rows_written", "rows_unchanged", "attempts", "created_at",
+        "id",
+        "provider",
+        "timeframe",
+        "symbol_list",
+        "start",
+        "end",
+        "status",
+        "chunks_done",
+        "chunks_total",
+        "rows_written",
+        "rows_unchanged",
+        "attempts",
+        "created_at",
     )
     list_filter = ("status", "provider", "timeframe")
     readonly_fields = [f.name for f in IngestionJob._meta.fields]
@@ -56,7 +78,9 @@ class IngestionJobAdmin(ReadOnlyAdmin):
         text = ", ".join(job.symbols)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    @admin.action(description="Retry the selected failed jobs (they resume after the last committed chunk)")
+    @admin.action(
+        description="Retry the selected failed jobs (they resume after the last committed chunk)"
+    )
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[IngestionJob]) -> None:
         retried: list[int] = []
         for job in queryset:
@@ -65,7 +89,7 @@ class IngestionJobAdmin(ReadOnlyAdmin):
             except ConflictError as error:
                 self.message_user(request, error.message, messages.WARNING)
                 continue
-            transaction.on_commit(lambda pk=job.pk: tasks.ingest.delay(pk))
+            transaction.on_commit(partial(tasks.ingest.delay, job.pk))
             retried.append(job.pk)
         if retried:
             self.message_user(
@@ -75,7 +99,15 @@ class IngestionJobAdmin(ReadOnlyAdmin):
 
 @admin.register(DataQualityReport)
 class DataQualityReportAdmin(ReadOnlyAdmin):
-    list_display = ("instrument", "timeframe", "checked_at", "status", "is_stale", "bar_count", "issue_counts")
+    list_display = (
+        "instrument",
+        "timeframe",
+        "checked_at",
+        "status",
+        "is_stale",
+        "bar_count",
+        "issue_counts",
+    )
     list_filter = ("status", "is_stale", "timeframe", "instrument")
     list_select_related = ("instrument",)
     readonly_fields = [f.name for f in DataQualityReport._meta.fields]

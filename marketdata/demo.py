@@ -54,8 +54,11 @@ def demo_seed(*, now: datetime, years: int = DEMO_YEARS) -> DemoSeed:
     )
     if stale:
         job = services.ingestion_job_create(
-            provider="synthetic", symbols=list(DEMO_INSTRUMENTS), timeframe=Timeframe.DAY_1,
-            start=start, end=now,
+            provider="synthetic",
+            symbols=list(DEMO_INSTRUMENTS),
+            timeframe=Timeframe.DAY_1,
+            start=start,
+            end=now,
         )
         job = services.ingestion_job_run(job_id=job.pk)
     return DemoSeed(job=job, admin_password=_demo_admin())

@@ -9,7 +9,9 @@ from marketdata.domain import Timeframe
 from quant.core.calendar import MarketCalendar, day_start
 
 
-def expected_last_bar(calendar: MarketCalendar, timeframe: Timeframe, now: datetime) -> datetime | None:
+def expected_last_bar(
+    calendar: MarketCalendar, timeframe: Timeframe, now: datetime
+) -> datetime | None:
     """Start time of the newest bar that has finished by ``now``."""
     if timeframe is Timeframe.DAY_1:
         session = calendar.last_closed_session(now)
@@ -50,10 +52,16 @@ class Freshness:
 
 def default_tolerance(timeframe: Timeframe) -> timedelta:
     """Vendors publish bars a little late; daily data must be complete to the last session."""
-    return timedelta(0) if timeframe is Timeframe.DAY_1 else max(timeframe.duration, timedelta(minutes=15))
+    return (
+        timedelta(0)
+        if timeframe is Timeframe.DAY_1
+        else max(timeframe.duration, timedelta(minutes=15))
+    )
 
 
 def freshness(
     *, calendar: MarketCalendar, timeframe: Timeframe, last_bar: datetime | None, now: datetime
 ) -> Freshness:
-    return Freshness(last_bar, expected_last_bar(calendar, timeframe, now), default_tolerance(timeframe))
+    return Freshness(
+        last_bar, expected_last_bar(calendar, timeframe, now), default_tolerance(timeframe)
+    )

@@ -10,8 +10,8 @@ from timescale.db.models.fields import TimescaleDateTimeField
 
 from marketdata.domain import Timeframe
 
-PRICE = {"max_digits": 18, "decimal_places": 6}
-VOLUME = {"max_digits": 24, "decimal_places": 8}
+PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 6}
+VOLUME: dict[str, Any] = {"max_digits": 24, "decimal_places": 8}
 
 
 class AssetClass(models.TextChoices):
@@ -74,7 +74,8 @@ class Bar(models.Model):
             models.CheckConstraint(condition=Q(low__gt=0), name="bar_prices_positive"),
             models.CheckConstraint(condition=Q(volume__gte=0), name="bar_volume_non_negative"),
             models.CheckConstraint(
-                condition=Q(timeframe__in=[tf.value for tf in Timeframe]), name="bar_timeframe_valid"
+                condition=Q(timeframe__in=[tf.value for tf in Timeframe]),
+                name="bar_timeframe_valid",
             ),
         ]
 
@@ -115,9 +116,12 @@ class IngestionJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(end__gt=F("start")), name="ingestionjob_end_after_start"),
             models.CheckConstraint(
-                condition=Q(chunks_done__lte=F("chunks_total")), name="ingestionjob_progress_bounded"
+                condition=Q(end__gt=F("start")), name="ingestionjob_end_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(chunks_done__lte=F("chunks_total")),
+                name="ingestionjob_progress_bounded",
             ),
         ]
         indexes = [
@@ -160,7 +164,9 @@ class DataQualityReport(models.Model):
 
     class Meta:
         ordering = ["-checked_at"]
-        indexes = [models.Index(fields=["instrument", "timeframe", "-checked_at"], name="quality_latest")]
+        indexes = [
+            models.Index(fields=["instrument", "timeframe", "-checked_at"], name="quality_latest")
+        ]
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.timeframe} {self.status} @ {self.checked_at:%Y-%m-%d %H:%M}"

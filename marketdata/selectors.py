@@ -51,35 +51,57 @@ def instruments_coverage(*, now: datetime | None = None) -> list[Coverage]:
     )
     result = [
         Coverage(
-            instruments[r["instrument_id"]], r["timeframe"], r["n"], r["first"], r["last"],
-            freshness(calendar=calendar, timeframe=Timeframe(r["timeframe"]), last_bar=r["last"], now=now),
+            instruments[r["instrument_id"]],
+            r["timeframe"],
+            r["n"],
+            r["first"],
+            r["last"],
+            freshness(
+                calendar=calendar, timeframe=Timeframe(r["timeframe"]), last_bar=r["last"], now=now
+            ),
         )
         for r in rows
     ]
     covered = {c.instrument.pk for c in result}
     result += [
-        Coverage(i, Timeframe.DAY_1.value, 0, None, None,
-                 freshness(calendar=calendar, timeframe=Timeframe.DAY_1, last_bar=None, now=now))
-        for pk, i in instruments.items() if pk not in covered
+        Coverage(
+            i,
+            Timeframe.DAY_1.value,
+            0,
+            None,
+            None,
+            freshness(calendar=calendar, timeframe=Timeframe.DAY_1, last_bar=None, now=now),
+        )
+        for pk, i in instruments.items()
+        if pk not in covered
     ]
     return sorted(result, key=lambda c: (c.instrument.symbol, c.timeframe))
 
 
-def check_data_freshness(*, symbol: str, timeframe: Timeframe = Timeframe.DAY_1,
-                         now: datetime | None = None) -> Freshness:
+def check_data_freshness(
+    *, symbol: str, timeframe: Timeframe = Timeframe.DAY_1, now: datetime | None = None
+) -> Freshness:
     """Is the newest stored bar of ``symbol`` as recent as the exchange calendar says it should be?"""
     if not Instrument.objects.filter(symbol=symbol).exists():
         raise NotFoundError(f"unknown instrument {symbol!r}")
-    last = Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe.value).aggregate(m=Max("ts"))["m"]
+    last = Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe.value).aggregate(
+        m=Max("ts")
+    )["m"]
     return freshness(
-        calendar=MarketCalendar(settings.MARKETDATA_EXCHANGE), timeframe=timeframe,
-        last_bar=last, now=now or timezone.now(),
+        calendar=MarketCalendar(settings.MARKETDATA_EXCHANGE),
+        timeframe=timeframe,
+        last_bar=last,
+        now=now or timezone.now(),
     )
 
 
 def bars_resample(
-    *, symbol: str, source: Timeframe, target: Timeframe,
-    start: datetime | None = None, end: datetime | None = None,
+    *,
+    symbol: str,
+    source: Timeframe,
+    target: Timeframe,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[BarRecord]:
     """Aggregate stored bars into a coarser timeframe, bucketing in the database.
 
@@ -94,8 +116,14 @@ def bars_resample(
     groups = list(
         base.annotate(bucket=TimeBucket(target.duration, "ts"))
         .values("bucket")
-        .annotate(high=Max("high"), low=Min("low"), volume=Sum("volume"), first=Min("ts"), last=Max("ts"),
-                  trades=Sum("trade_count"))
+        .annotate(
+            high=Max("high"),
+            low=Min("low"),
+            volume=Sum("volume"),
+            first=Min("ts"),
+            last=Max("ts"),
+            trades=Sum("trade_count"),
+        )
         .order_by("bucket")
     )
     edges = {g["first"] for g in groups} | {g["last"] for g in groups}
@@ -104,9 +132,16 @@ def bars_resample(
     )
     return [
         BarRecord(
-            symbol=symbol, timeframe=target, ts=g["bucket"], open=prices[g["first"]][0],
-            high=g["high"], low=g["low"], close=prices[g["last"]][1], volume=Decimal(g["volume"]),
-            trade_count=g["trades"], source="resampled",
+            symbol=symbol,
+            timeframe=target,
+            ts=g["bucket"],
+            open=prices[g["first"]][0],
+            high=g["high"],
+            low=g["low"],
+            close=prices[g["last"]][1],
+            volume=Decimal(g["volume"]),
+            trade_count=g["trades"],
+            source="resampled",
         )
         for g in groups
     ]

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F, Max
 
 from marketdata.domain import BarRecord, Timeframe, validate_bars
-from marketdata.models import Bar, Instrument, IngestionJob, JobStatus
+from marketdata.models import Bar, IngestionJob, Instrument, JobStatus
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
 from marketdata.storage import UpsertResult, bars_upsert
 from quant.core.calendar import MarketCalendar
@@ -94,7 +94,11 @@ def ingestion_job_create(
     symbols = normalize_symbols(symbols)
     chunks = len(plan_chunks(start, end, timeframe, settings.MARKETDATA_CHUNK_BARS))
     return IngestionJob.objects.create(
-        provider=provider, symbols=symbols, timeframe=timeframe.value, start=start, end=end,
+        provider=provider,
+        symbols=symbols,
+        timeframe=timeframe.value,
+        start=start,
+        end=end,
         chunks_total=chunks * len(symbols),
     )
 
@@ -113,30 +117,51 @@ def ingestion_job_run(
     clock = clock or SystemClock()
     job = IngestionJob.objects.get(pk=job_id)
     if not _transition(
-        job, [JobStatus.QUEUED, JobStatus.RUNNING], JobStatus.RUNNING,
-        attempts=F("attempts") + 1, started_at=clock.now(), error="",
+        job,
+        [JobStatus.QUEUED, JobStatus.RUNNING],
+        JobStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=clock.now(),
+        error="",
     ):
         log.info("ingestion.skip", job_id=job.pk, status=job.status)
         return job
-    log.info("ingestion.start", job_id=job.pk, provider=job.provider, symbols=job.symbols,
-             timeframe=job.timeframe, resume=bool(job.cursor))
+    log.info(
+        "ingestion.start",
+        job_id=job.pk,
+        provider=job.provider,
+        symbols=job.symbols,
+        timeframe=job.timeframe,
+        resume=bool(job.cursor),
+    )
     try:
         source = provider or build_provider(
             job.provider,
-            fallback=settings.MARKETDATA_FALLBACK_PROVIDER if job.provider == settings.MARKETDATA_PROVIDER else None,
+            fallback=settings.MARKETDATA_FALLBACK_PROVIDER
+            if job.provider == settings.MARKETDATA_PROVIDER
+            else None,
         )
         for symbol in job.symbols:
             _ingest_symbol(job, symbol, source)
     except (ProviderError, ValidationError) as error:
-        _transition(job, [JobStatus.RUNNING], JobStatus.FAILED, error=error.message, finished_at=clock.now())
+        _transition(
+            job, [JobStatus.RUNNING], JobStatus.FAILED, error=error.message, finished_at=clock.now()
+        )
         log.warning("ingestion.failed", job_id=job.pk, error=error.message)
         return job
     except Exception as error:
-        _transition(job, [JobStatus.RUNNING], JobStatus.FAILED,
-                    error=f"internal error: {error!r}", finished_at=clock.now())
+        _transition(
+            job,
+            [JobStatus.RUNNING],
+            JobStatus.FAILED,
+            error=f"internal error: {error!r}",
+            finished_at=clock.now(),
+        )
         raise
     _transition(job, [JobStatus.RUNNING], JobStatus.SUCCEEDED, finished_at=clock.now())
-    log.info("ingestion.done", job_id=job.pk, rows_written=job.rows_written, unchanged=job.rows_unchanged)
+    log.info(
+        "ingestion.done", job_id=job.pk, rows_written=job.rows_written, unchanged=job.rows_unchanged
+    )
     return job
 
 
@@ -149,11 +174,16 @@ def _ingest_symbol(job: IngestionJob, symbol: str, provider: DataProvider) -> No
             continue
         fetched = provider.get_bars(symbol, lo, hi, timeframe)
         bars = [b for b in fetched if b.symbol == symbol and lo <= b.ts <= hi]
-        ordered = validate_bars(bars, source=f"{provider.name} {symbol} {timeframe} {lo:%Y-%m-%d}..{hi:%Y-%m-%d}")
+        ordered = validate_bars(
+            bars, source=f"{provider.name} {symbol} {timeframe} {lo:%Y-%m-%d}..{hi:%Y-%m-%d}"
+        )
         with transaction.atomic():
             instrument = instrument_ensure(symbol=symbol)
             result = bars_upsert(
-                instrument_id=instrument.pk, timeframe=timeframe, bars=ordered, default_source=provider.name
+                instrument_id=instrument.pk,
+                timeframe=timeframe,
+                bars=ordered,
+                default_source=provider.name,
             )
             cursor = {**IngestionJob.objects.get(pk=job.pk).cursor, symbol: hi.isoformat()}
             IngestionJob.objects.filter(pk=job.pk).update(
@@ -172,7 +202,9 @@ def ingestion_job_retry(*, job: IngestionJob) -> IngestionJob:
     return job
 
 
-def daily_update_plan(*, now: datetime, timeframe: Timeframe = Timeframe.DAY_1) -> IngestionJob | None:
+def daily_update_plan(
+    *, now: datetime, timeframe: Timeframe = Timeframe.DAY_1
+) -> IngestionJob | None:
     """The job that brings every active instrument up to date, or None on a non-session day.
 
     It starts at the oldest last bar among the instruments (that bar included, so a vendor's
@@ -197,6 +229,9 @@ def daily_update_plan(*, now: datetime, timeframe: Timeframe = Timeframe.DAY_1) 
         else now - timedelta(days=DEFAULT_BACKFILL_DAYS)
     )
     return ingestion_job_create(
-        provider=settings.MARKETDATA_PROVIDER, symbols=symbols, timeframe=timeframe,
-        start=start, end=now,
+        provider=settings.MARKETDATA_PROVIDER,
+        symbols=symbols,
+        timeframe=timeframe,
+        start=start,
+        end=now,
     )

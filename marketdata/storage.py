@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -57,7 +59,9 @@ def bars_upsert(
 
 def _conflict_clause(table: str) -> str:
     q = connection.ops.quote_name
-    assignments = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in (*VALUE_COLUMNS, "source", "ingested_at"))
+    assignments = ", ".join(
+        f"{q(c)} = excluded.{q(c)}" for c in (*VALUE_COLUMNS, "source", "ingested_at")
+    )
     changed = " OR ".join(f"{table}.{q(c)} IS DISTINCT FROM excluded.{q(c)}" for c in VALUE_COLUMNS)
     if connection.vendor == "sqlite":
         changed = changed.replace("IS DISTINCT FROM", "IS NOT")
@@ -84,8 +88,17 @@ def _upsert_postgres(
         with cursor.cursor.copy(f"COPY {STAGE_TABLE} ({columns}) FROM STDIN") as copy:
             for b in bars:
                 copy.write_row(
-                    (b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count,
-                     b.source or default_source)
+                    (
+                        b.ts,
+                        b.open,
+                        b.high,
+                        b.low,
+                        b.close,
+                        b.volume,
+                        b.vwap,
+                        b.trade_count,
+                        b.source or default_source,
+                    )
                 )
         cursor.execute(
             f"WITH merged AS ("
@@ -110,18 +123,31 @@ def _upsert_generic(
     placeholders = ", ".join(["%s"] * len(names))
     now = ops.adapt_datetimefield_value(timezone.now())
 
-    def dec(value: object) -> object:
+    def dec(value: Decimal | None) -> Any:
         return None if value is None else ops.adapt_decimalfield_value(value)
 
     rows = [
-        (instrument_id, timeframe.value, ops.adapt_datetimefield_value(b.ts), dec(b.open),
-         dec(b.high), dec(b.low), dec(b.close), dec(b.volume), dec(b.vwap), b.trade_count,
-         b.source or default_source, now)
+        (
+            instrument_id,
+            timeframe.value,
+            ops.adapt_datetimefield_value(b.ts),
+            dec(b.open),
+            dec(b.high),
+            dec(b.low),
+            dec(b.close),
+            dec(b.volume),
+            dec(b.vwap),
+            b.trade_count,
+            b.source or default_source,
+            now,
+        )
         for b in bars
     ]
     existing = Bar.objects.filter(
-        instrument_id=instrument_id, timeframe=timeframe.value,
-        ts__gte=min(b.ts for b in bars), ts__lte=max(b.ts for b in bars),
+        instrument_id=instrument_id,
+        timeframe=timeframe.value,
+        ts__gte=min(b.ts for b in bars),
+        ts__lte=max(b.ts for b in bars),
     )
     before = existing.count()
     with connection.cursor() as cursor:

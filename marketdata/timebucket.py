@@ -28,7 +28,9 @@ class TimeBucket(Func):
         if getattr(connection, "timescale_enabled", False):
             template = f"time_bucket({interval}, %(expressions)s)"
         else:
-            template = f"date_bin({interval}, %(expressions)s, TIMESTAMPTZ '2000-01-03 00:00:00+00')"
+            template = (
+                f"date_bin({interval}, %(expressions)s, TIMESTAMPTZ '2000-01-03 00:00:00+00')"
+            )
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:

@@ -44,7 +44,9 @@ def check_job_queue(timeout: float = 2.0) -> ComponentStatus:
     if url.startswith("filesystem://"):
         folder = settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]
         ok = os.path.isdir(folder) and os.access(folder, os.W_OK)
-        return ComponentStatus("job_queue", ok, f"filesystem broker at {folder}" + ("" if ok else " is not writable"))
+        return ComponentStatus(
+            "job_queue", ok, f"filesystem broker at {folder}" + ("" if ok else " is not writable")
+        )
     from quant.celery import app
 
     try:
@@ -55,15 +57,21 @@ def check_job_queue(timeout: float = 2.0) -> ComponentStatus:
         return ComponentStatus("job_queue", False, f"broker unreachable: {error}")
 
 
-def check_heartbeat(component: str, max_age: timedelta, now: datetime | None = None) -> ComponentStatus:
+def check_heartbeat(
+    component: str, max_age: timedelta, now: datetime | None = None
+) -> ComponentStatus:
     now = now or timezone.now()
     beat = ComponentHeartbeat.objects.filter(component=component).order_by("-last_seen").first()
     if beat is None:
         return ComponentStatus(component, False, f"no {component} has reported yet")
     age = now - beat.last_seen
     if age > max_age:
-        return ComponentStatus(component, False, f"{beat.instance} last seen {int(age.total_seconds())} s ago")
-    return ComponentStatus(component, True, f"{beat.instance} seen {int(age.total_seconds())} s ago")
+        return ComponentStatus(
+            component, False, f"{beat.instance} last seen {int(age.total_seconds())} s ago"
+        )
+    return ComponentStatus(
+        component, True, f"{beat.instance} seen {int(age.total_seconds())} s ago"
+    )
 
 
 def platform_health() -> list[ComponentStatus]:
@@ -71,13 +79,16 @@ def platform_health() -> list[ComponentStatus]:
     statuses = [database, check_job_queue()]
     if not database.healthy:
         return statuses + [ComponentStatus(c, False, "database down") for c in (WORKER, BEAT)]
-    return statuses + [
+    return [
+        *statuses,
         check_heartbeat(WORKER, timedelta(seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)),
         check_heartbeat(BEAT, timedelta(seconds=settings.HEALTH_BEAT_MAX_AGE_SECONDS)),
     ]
 
 
-def heartbeat_record(*, component: str, instance: str | None = None, details: dict[str, Any] | None = None) -> None:
+def heartbeat_record(
+    *, component: str, instance: str | None = None, details: dict[str, Any] | None = None
+) -> None:
     ComponentHeartbeat.objects.update_or_create(
         component=component,
         instance=instance or f"{socket.gethostname()}:{os.getpid()}",

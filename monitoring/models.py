@@ -15,7 +15,9 @@ class ComponentHeartbeat(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique_instance")
+            models.UniqueConstraint(
+                fields=["component", "instance"], name="heartbeat_unique_instance"
+            )
         ]
 
     def __str__(self) -> str:

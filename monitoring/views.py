@@ -14,6 +14,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
     components = platform_health()
     healthy = all(c.healthy for c in components)
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "components": {c.name: c.as_dict() for c in components}},
+        {
+            "status": "ok" if healthy else "unavailable",
+            "components": {c.name: c.as_dict() for c in components},
+        },
         status=200 if healthy else 503,
     )

@@ -43,7 +43,7 @@ def _database_reachable() -> str | None:
             dbname="postgres",
             connect_timeout=3,
         ).close()
-    except Exception as error:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as error:
         return f"PostgreSQL is not reachable: {error}"
     return None
 
@@ -53,7 +53,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if problem is None or IN_CI:
         return  # in CI the database tests run and fail loudly on the connection error
     for item in items:
-        if item.get_closest_marker("django_db") is not None or "db" in getattr(item, "fixturenames", ()):
+        if item.get_closest_marker("django_db") is not None or "db" in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.skip(reason=problem))
 
 

@@ -42,7 +42,9 @@ def _limiter(name: str, per_minute: int) -> RateLimiter:
 
 def _vendor(name: str) -> DataProvider:
     if name == "synthetic":
-        return SyntheticProvider(seed=settings.MARKETDATA_SYNTHETIC_SEED, exchange=settings.MARKETDATA_EXCHANGE)
+        return SyntheticProvider(
+            seed=settings.MARKETDATA_SYNTHETIC_SEED, exchange=settings.MARKETDATA_EXCHANGE
+        )
     if name == "alpaca":
         from marketdata.providers.alpaca import AlpacaProvider
 
@@ -69,11 +71,14 @@ def build_provider(name: str, *, fallback: str | None = None) -> DataProvider:
     primary: DataProvider = RetryingProvider(_vendor(name))
     if fallback and fallback != name:
         return FallbackProvider(
-            primary, RetryingProvider(_vendor(fallback)),
+            primary,
+            RetryingProvider(_vendor(fallback)),
             calendar=MarketCalendar(settings.MARKETDATA_EXCHANGE),
         )
     return primary
 
 
 def default_provider() -> DataProvider:
-    return build_provider(settings.MARKETDATA_PROVIDER, fallback=settings.MARKETDATA_FALLBACK_PROVIDER or None)
+    return build_provider(
+        settings.MARKETDATA_PROVIDER, fallback=settings.MARKETDATA_FALLBACK_PROVIDER or None
+    )

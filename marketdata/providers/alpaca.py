@@ -80,10 +80,14 @@ class AlpacaProvider(DataProvider):
 def _map_api_error(error: APIError) -> Exception:
     status = error.status_code
     response = getattr(error, "_http_error", None)
-    headers = response.response.headers if response is not None and response.response is not None else {}
+    headers = (
+        response.response.headers if response is not None and response.response is not None else {}
+    )
     message = f"Alpaca answered {status}: {error}"
     if status in RETRYABLE_STATUS:
-        return RetryableProviderError(message, retry_after=retry_after_seconds(headers.get("Retry-After")))
+        return RetryableProviderError(
+            message, retry_after=retry_after_seconds(headers.get("Retry-After"))
+        )
     return FinalProviderError(message)
 
 

@@ -71,13 +71,17 @@ class PolygonProvider(DataProvider):
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         if response.status_code != 200:
-            raise FinalProviderError(f"Polygon answered {response.status_code}: {response.text[:200]}")
+            raise FinalProviderError(
+                f"Polygon answered {response.status_code}: {response.text[:200]}"
+            )
         try:
             payload: dict[str, Any] = response.json()
         except ValueError as error:
             raise RetryableProviderError("Polygon sent a body that is not JSON") from error
         if payload.get("status") not in ("OK", "DELAYED"):
-            raise FinalProviderError(f"Polygon status {payload.get('status')!r}: {payload.get('error', '')}")
+            raise FinalProviderError(
+                f"Polygon status {payload.get('status')!r}: {payload.get('error', '')}"
+            )
         return payload
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -44,12 +45,14 @@ class RetryingProvider(DataProvider):
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("provider.retry", provider=self.name, attempt=state.attempt_number, error=str(error))
+        log.warning(
+            "provider.retry", provider=self.name, attempt=state.attempt_number, error=str(error)
+        )
 
     def get_bars(
         self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe
     ) -> list[BarRecord]:
-        kwargs = {"sleep": self._sleep} if self._sleep else {}
+        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableProviderError),
             stop=stop_after_attempt(self.attempts),
@@ -88,19 +91,36 @@ class FallbackProvider(DataProvider):
         try:
             bars = self.primary.get_bars(symbol, start, end, timeframe)
         except ProviderError as error:
-            log.warning("provider.fallback", primary=self.primary.name,
-                        secondary=self.secondary.name, reason=str(error), symbol=symbol)
+            log.warning(
+                "provider.fallback",
+                primary=self.primary.name,
+                secondary=self.secondary.name,
+                reason=str(error),
+                symbol=symbol,
+            )
             return self.secondary.get_bars(symbol, start, end, timeframe)
-        state = freshness(calendar=self.calendar, timeframe=timeframe,
-                          last_bar=bars[-1].ts if bars else None, now=self.clock.now())
+        state = freshness(
+            calendar=self.calendar,
+            timeframe=timeframe,
+            last_bar=bars[-1].ts if bars else None,
+            now=self.clock.now(),
+        )
         if state.expected is None or state.expected > end or not state.is_stale:
             return bars
-        log.warning("provider.stale", primary=self.primary.name, secondary=self.secondary.name,
-                    symbol=symbol, last_bar=str(state.last_bar), expected=str(state.expected))
+        log.warning(
+            "provider.stale",
+            primary=self.primary.name,
+            secondary=self.secondary.name,
+            symbol=symbol,
+            last_bar=str(state.last_bar),
+            expected=str(state.expected),
+        )
         since = bars[-1].ts if bars else start
         try:
             extra = self.secondary.get_bars(symbol, since, end, timeframe)
         except ProviderError as error:
-            log.warning("provider.fallback_failed", secondary=self.secondary.name, reason=str(error))
+            log.warning(
+                "provider.fallback_failed", secondary=self.secondary.name, reason=str(error)
+            )
             return bars
         return bars + [b for b in extra if not bars or b.ts > since]

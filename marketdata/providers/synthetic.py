@@ -33,7 +33,9 @@ def _symbol_key(symbol: str) -> int:
 
 
 @lru_cache(maxsize=64)
-def _daily_path(seed: int, symbol: str, exchange: str) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+def _daily_path(
+    seed: int, symbol: str, exchange: str
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
     """Opens and closes of every session from EPOCH to the calendar's end."""
     cal = MarketCalendar(exchange)
     sessions = pd.DatetimeIndex(cal.sessions(EPOCH, date(2100, 1, 1)))
@@ -119,8 +121,17 @@ class SyntheticProvider(DataProvider):
             ts = datetime.fromtimestamp(int(bucket), tz=UTC)
             if ts < start or ts > end or ts + timeframe.duration > now:
                 continue
-            yield _record(symbol, timeframe, ts, opens[k], highs[k], lows[k], closes[k],
-                          vwaps[k], int(volumes[k]))
+            yield _record(
+                symbol,
+                timeframe,
+                ts,
+                opens[k],
+                highs[k],
+                lows[k],
+                closes[k],
+                vwaps[k],
+                int(volumes[k]),
+            )
 
     def _minute_volumes(self, symbol: str, session_key: int, count: int) -> np.ndarray:
         """Per-minute volumes of a session; every timeframe sums these, so they agree."""
@@ -138,8 +149,17 @@ class SyntheticProvider(DataProvider):
         """The daily bar over a whole session's minute path (path[0] is the open)."""
         volumes = self._minute_volumes(symbol, int(minutes.asi8[0] // 1_000_000_000), len(minutes))
         vwap = float(np.sum(path[1:] * volumes) / volumes.sum())
-        return _record(symbol, timeframe, ts, path[0], path.max(), path.min(), path[-1],
-                       vwap, int(volumes.sum()))
+        return _record(
+            symbol,
+            timeframe,
+            ts,
+            path[0],
+            path.max(),
+            path.min(),
+            path[-1],
+            vwap,
+            int(volumes.sum()),
+        )
 
     def stream_live_quotes(self, symbols: Sequence[str]) -> Iterator[Quote]:
         """Endless quotes around each symbol's latest close, one round per call of next()."""
@@ -152,8 +172,14 @@ class SyntheticProvider(DataProvider):
                 last[symbol] *= float(np.exp(rng.normal(0, DAILY_VOL / 20)))
                 mid = Decimal(f"{last[symbol]:.4f}")
                 spread = max(CENT, (mid * Decimal("0.0002")).quantize(CENT))
-                yield Quote(symbol, ts, (mid - spread / 2).quantize(CENT),
-                            (mid + spread / 2).quantize(CENT), Decimal(100), Decimal(100))
+                yield Quote(
+                    symbol,
+                    ts,
+                    (mid - spread / 2).quantize(CENT),
+                    (mid + spread / 2).quantize(CENT),
+                    Decimal(100),
+                    Decimal(100),
+                )
 
     def _last_close(self, symbol: str, now: datetime) -> float:
         sessions, _, closes = _daily_path(self.seed, symbol, self.exchange)

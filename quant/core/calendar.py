@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
 import warnings
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
 import exchange_calendars as xcals
@@ -11,8 +11,10 @@ import pandas as pd
 
 # exchange_calendars 4.13 still reads ``.values`` of tz-aware pandas data (pandas 3.1 warns).
 warnings.filterwarnings(
-    "ignore", message=r".*\.values returning an ndarray that drops timezone",
-    category=DeprecationWarning, module=r"exchange_calendars\.",
+    "ignore",
+    message=r".*\.values returning an ndarray that drops timezone",
+    category=DeprecationWarning,
+    module=r"exchange_calendars\.",
 )
 
 DEFAULT_EXCHANGE = "XNYS"

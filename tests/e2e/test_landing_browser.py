@@ -18,8 +18,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def market_data() -> None:
     now = datetime.now(UTC)
-    job = services.ingestion_job_create(provider="synthetic", symbols=["AAPL", "SPY"], timeframe=Timeframe.DAY_1,
-                                        start=now - timedelta(days=120), end=now)
+    job = services.ingestion_job_create(
+        provider="synthetic",
+        symbols=["AAPL", "SPY"],
+        timeframe=Timeframe.DAY_1,
+        start=now - timedelta(days=120),
+        end=now,
+    )
     services.ingestion_job_run(job_id=job.pk)
     services.instrument_ensure(symbol="QQQ")
 
@@ -41,11 +46,15 @@ def test_landing_page_shows_instruments_counts_and_freshness(
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{live_server}/")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, "the page scrolls sideways at phone width (tables must scroll inside their box)"
+    assert overflow <= 0, (
+        "the page scrolls sideways at phone width (tables must scroll inside their box)"
+    )
     page.screenshot(path=str(screenshot_dir / "landing-390.png"), full_page=True)
 
 
-def test_admin_sign_in_and_ingestion_jobs(page: Page, live_server: object, market_data: None) -> None:
+def test_admin_sign_in_and_ingestion_jobs(
+    page: Page, live_server: object, market_data: None
+) -> None:
     User.objects.create_superuser("operator", password="a-long-test-password")
     page.goto(f"{live_server}/admin/")
     page.fill("#id_username", "operator")

@@ -36,9 +36,12 @@ class FailingAfter(DataProvider):
     name = "synthetic"
 
     def __init__(self, inner: DataProvider, ok_calls: int) -> None:
-        self.inner, self.ok_calls, self.calls = inner, ok_calls, []  # type: list[tuple[str, datetime]]
+        self.inner, self.ok_calls = inner, ok_calls
+        self.calls: list[tuple[str, datetime]] = []
 
-    def get_bars(self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe) -> list[BarRecord]:
+    def get_bars(
+        self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe
+    ) -> list[BarRecord]:
         self.calls.append((symbol, start))
         if len(self.calls) > self.ok_calls:
             raise FinalProviderError("vendor answered 500 three times")
@@ -53,24 +56,33 @@ class Corrupting(DataProvider):
     def __init__(self, inner: DataProvider, index: int) -> None:
         self.inner, self.index = inner, index
 
-    def get_bars(self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe) -> list[BarRecord]:
+    def get_bars(
+        self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe
+    ) -> list[BarRecord]:
         bars = self.inner.get_bars(symbol, start, end, timeframe)
         bad = bars[self.index]
         bars[self.index] = replace(bad, high=bad.low - Decimal("1"))
         return bars
 
 
-def run(symbols: Sequence[str], provider: DataProvider, timeframe: Timeframe = Timeframe.DAY_1,
-        start: datetime = START, end: datetime = NOW) -> IngestionJob:
-    job = services.ingestion_job_create(provider="synthetic", symbols=symbols, timeframe=timeframe,
-                                        start=start, end=end)
+def run(
+    symbols: Sequence[str],
+    provider: DataProvider,
+    timeframe: Timeframe = Timeframe.DAY_1,
+    start: datetime = START,
+    end: datetime = NOW,
+) -> IngestionJob:
+    job = services.ingestion_job_create(
+        provider="synthetic", symbols=symbols, timeframe=timeframe, start=start, end=end
+    )
     return services.ingestion_job_run(job_id=job.pk, provider=provider)
 
 
 def stored(symbol: str, timeframe: Timeframe = Timeframe.DAY_1) -> list[tuple[object, ...]]:
     return list(
         Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe.value)
-        .order_by("ts").values_list("ts", "open", "high", "low", "close", "volume")
+        .order_by("ts")
+        .values_list("ts", "open", "high", "low", "close", "volume")
     )
 
 
@@ -100,8 +112,12 @@ def test_a_vendor_correction_updates_the_bar_in_place() -> None:
     from django.db import transaction
 
     with transaction.atomic():
-        result = bars_upsert(instrument_id=Bar.objects.first().instrument_id,  # type: ignore[union-attr]
-                             timeframe=Timeframe.DAY_1, bars=[corrected], default_source="fix")
+        result = bars_upsert(
+            instrument_id=Bar.objects.first().instrument_id,  # type: ignore[union-attr]
+            timeframe=Timeframe.DAY_1,
+            bars=[corrected],
+            default_source="fix",
+        )
     assert (result.inserted, result.updated, result.unchanged) == (0, 1, 0)
     assert Bar.objects.get(instrument__symbol="AAPL", ts=ts).volume == corrected.volume
 
@@ -126,7 +142,9 @@ def test_a_failed_job_resumes_after_its_last_committed_chunk() -> None:
     assert not set(flaky.calls[:3]) & set(steady.calls)
     for symbol in ("AAPL", "MSFT"):
         source = synthetic().get_bars(symbol, minute_start, minute_end, Timeframe.MIN_1)
-        assert stored(symbol, Timeframe.MIN_1) == [(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in source]
+        assert stored(symbol, Timeframe.MIN_1) == [
+            (b.ts, b.open, b.high, b.low, b.close, b.volume) for b in source
+        ]
     assert job.rows_written == Bar.objects.count()
 
 
@@ -141,7 +159,9 @@ def test_only_failed_jobs_can_be_retried_and_finished_jobs_are_not_rerun() -> No
     job = run(["AAPL"], synthetic())
     with pytest.raises(ConflictError, match="only FAILED"):
         services.ingestion_job_retry(job=job)
-    again = services.ingestion_job_run(job_id=job.pk, provider=FailingAfter(synthetic(), ok_calls=0))
+    again = services.ingestion_job_run(
+        job_id=job.pk, provider=FailingAfter(synthetic(), ok_calls=0)
+    )
     assert again.status == JobStatus.SUCCEEDED and again.attempts == 1
 
 
@@ -154,9 +174,17 @@ def test_only_failed_jobs_can_be_retried_and_finished_jobs_are_not_rerun() -> No
         ({"symbols": []}, "symbol"),
     ],
 )
-def test_bad_job_parameters_are_rejected_with_a_clear_error(kwargs: dict[str, object], message: str) -> None:
-    params: dict[str, object] = {"provider": "synthetic", "symbols": ["AAPL"], "timeframe": Timeframe.DAY_1,
-                                 "start": START, "end": NOW, **kwargs}
+def test_bad_job_parameters_are_rejected_with_a_clear_error(
+    kwargs: dict[str, object], message: str
+) -> None:
+    params: dict[str, object] = {
+        "provider": "synthetic",
+        "symbols": ["AAPL"],
+        "timeframe": Timeframe.DAY_1,
+        "start": START,
+        "end": NOW,
+        **kwargs,
+    }
     with pytest.raises(ValidationError, match=message):
         services.ingestion_job_create(**params)  # type: ignore[arg-type]
     assert IngestionJob.objects.count() == 0
@@ -169,16 +197,34 @@ def test_daily_update_skips_days_without_a_session() -> None:
     monday = datetime(2024, 7, 8, 22, 15, tzinfo=UTC)
     job = services.daily_update_plan(now=monday)
     assert job is not None and job.symbols == ["AAPL"]
-    assert job.start == max(ts for ts, *_ in stored("AAPL"))
+    assert job.start == Bar.objects.filter(instrument__symbol="AAPL").latest("ts").ts
 
 
 def test_ingest_bars_command_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
-    call_command("ingest_bars", "--provider", "synthetic", "--symbols", "spy,qqq", "--start", "2024-01-01",
-                 "--end", "2024-03-01")
+    call_command(
+        "ingest_bars",
+        "--provider",
+        "synthetic",
+        "--symbols",
+        "spy,qqq",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-01",
+    )
     out = capsys.readouterr().out
     assert "SUCCEEDED" in out and Bar.objects.filter(instrument__symbol="QQQ").count() > 30
-    call_command("ingest_bars", "--provider", "synthetic", "--symbols", "SPY", "--start", "2024-01-01",
-                 "--end", "2024-03-01")
+    call_command(
+        "ingest_bars",
+        "--provider",
+        "synthetic",
+        "--symbols",
+        "SPY",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-01",
+    )
     assert " 0 bars written" in capsys.readouterr().out
 
 

@@ -22,8 +22,13 @@ THEN = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)
 
 
 def test_landing_lists_instruments_with_counts_and_freshness(client: Client) -> None:
-    job = services.ingestion_job_create(provider="synthetic", symbols=["AAPL"], timeframe=Timeframe.DAY_1,
-                                        start=datetime(2024, 6, 1, tzinfo=UTC), end=THEN)
+    job = services.ingestion_job_create(
+        provider="synthetic",
+        symbols=["AAPL"],
+        timeframe=Timeframe.DAY_1,
+        start=datetime(2024, 6, 1, tzinfo=UTC),
+        end=THEN,
+    )
     services.ingestion_job_run(job_id=job.pk, provider=SyntheticProvider(clock=ManualClock(THEN)))
     services.instrument_ensure(symbol="MSFT")
     page = client.get("/").content.decode()
@@ -42,7 +47,9 @@ def test_demo_seed_is_complete_fresh_and_reusable() -> None:
     now = datetime.now(UTC)
     first = demo_seed(now=now, years=1)
     assert first.job is not None and first.job.status == JobStatus.SUCCEEDED
-    assert first.admin_password and User.objects.get(username="admin").check_password(first.admin_password)
+    assert first.admin_password and User.objects.get(username="admin").check_password(
+        first.admin_password
+    )
     assert set(Instrument.objects.values_list("symbol", flat=True)) == set(DEMO_INSTRUMENTS)
     bars = Bar.objects.count()
     assert bars > 240 * len(DEMO_INSTRUMENTS)
@@ -61,12 +68,22 @@ def admin_client(client: Client) -> Client:
 @pytest.mark.parametrize("model", ["instrument", "bar", "ingestionjob", "dataqualityreport"])
 def test_admin_lists_render(admin_client: Client, model: str) -> None:
     services.ingestion_job_run(
-        job_id=services.ingestion_job_create(provider="synthetic", symbols=["SPY"], timeframe=Timeframe.DAY_1,
-                                             start=datetime(2024, 6, 1, tzinfo=UTC), end=THEN).pk,
+        job_id=services.ingestion_job_create(
+            provider="synthetic",
+            symbols=["SPY"],
+            timeframe=Timeframe.DAY_1,
+            start=datetime(2024, 6, 1, tzinfo=UTC),
+            end=THEN,
+        ).pk,
         provider=SyntheticProvider(clock=ManualClock(THEN)),
     )
-    DataQualityReport.objects.create(instrument=Instrument.objects.get(symbol="SPY"), timeframe="1Day",
-                                     checked_at=THEN, status="OK", bar_count=20)
+    DataQualityReport.objects.create(
+        instrument=Instrument.objects.get(symbol="SPY"),
+        timeframe="1Day",
+        checked_at=THEN,
+        status="OK",
+        bar_count=20,
+    )
     response = admin_client.get(reverse(f"admin:marketdata_{model}_changelist"))
     assert response.status_code == 200
     assert "SPY" in response.content.decode() or model == "ingestionjob"
@@ -76,21 +93,34 @@ def test_bars_are_read_only_in_the_admin(admin_client: Client) -> None:
     assert admin_client.get(reverse("admin:marketdata_bar_add")).status_code == 403
 
 
-def test_admin_retry_action_requeues_failed_jobs_only(admin_client: Client,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_admin_retry_action_requeues_failed_jobs_only(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     queued: list[int] = []
     monkeypatch.setattr("marketdata.tasks.ingest.delay", lambda pk: queued.append(pk))
-    failed = IngestionJob.objects.create(provider="synthetic", symbols=["AAPL"], timeframe="1Day",
-                                         start=datetime(2024, 1, 1, tzinfo=UTC), end=THEN,
-                                         status=JobStatus.FAILED, error="vendor down")
-    done = IngestionJob.objects.create(provider="synthetic", symbols=["AAPL"], timeframe="1Day",
-                                       start=datetime(2024, 1, 1, tzinfo=UTC), end=THEN,
-                                       status=JobStatus.SUCCEEDED)
+    failed = IngestionJob.objects.create(
+        provider="synthetic",
+        symbols=["AAPL"],
+        timeframe="1Day",
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=THEN,
+        status=JobStatus.FAILED,
+        error="vendor down",
+    )
+    done = IngestionJob.objects.create(
+        provider="synthetic",
+        symbols=["AAPL"],
+        timeframe="1Day",
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=THEN,
+        status=JobStatus.SUCCEEDED,
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("django.db.transaction.on_commit", lambda fn, using=None, robust=False: fn())
         response = admin_client.post(
             reverse("admin:marketdata_ingestionjob_changelist"),
-            {"action": "retry_jobs", "_selected_action": [failed.pk, done.pk]}, follow=True,
+            {"action": "retry_jobs", "_selected_action": [failed.pk, done.pk]},
+            follow=True,
         )
     text = response.content.decode()
     assert f"Queued again: #{failed.pk}" in text

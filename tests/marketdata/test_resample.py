@@ -23,13 +23,18 @@ WEEK = (datetime(2024, 6, 24, tzinfo=UTC), datetime(2024, 6, 29, tzinfo=UTC))
 
 
 def ingest(timeframe: Timeframe, start: datetime = WEEK[0], end: datetime = WEEK[1]) -> None:
-    job = services.ingestion_job_create(provider="synthetic", symbols=["AAPL"], timeframe=timeframe,
-                                        start=start, end=end)
-    services.ingestion_job_run(job_id=job.pk, provider=SyntheticProvider(seed=3, clock=ManualClock(NOW)))
+    job = services.ingestion_job_create(
+        provider="synthetic", symbols=["AAPL"], timeframe=timeframe, start=start, end=end
+    )
+    services.ingestion_job_run(
+        job_id=job.pk, provider=SyntheticProvider(seed=3, clock=ManualClock(NOW))
+    )
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("target", [Timeframe.MIN_5, Timeframe.MIN_15, Timeframe.HOUR_1, Timeframe.DAY_1])
+@pytest.mark.parametrize(
+    "target", [Timeframe.MIN_5, Timeframe.MIN_15, Timeframe.HOUR_1, Timeframe.DAY_1]
+)
 def test_resampled_minutes_equal_the_provider_bars(target: Timeframe) -> None:
     ingest(Timeframe.MIN_1)
     resampled = bars_resample(symbol="AAPL", source=Timeframe.MIN_1, target=target)
@@ -55,7 +60,9 @@ def test_resampling_to_a_finer_or_uneven_timeframe_is_refused() -> None:
 def test_time_bucket_floors_to_the_width_from_midnight_utc() -> None:
     ingest(Timeframe.MIN_15, WEEK[0], WEEK[0] + timedelta(days=1))
     rows = (
-        Bar.objects.annotate(b=TimeBucket(timedelta(hours=1), "ts")).values_list("ts", "b").order_by("ts")
+        Bar.objects.annotate(b=TimeBucket(timedelta(hours=1), "ts"))
+        .values_list("ts", "b")
+        .order_by("ts")
     )
     assert rows
     for ts, bucket in rows:
@@ -69,31 +76,58 @@ def test_time_bucket_floors_to_the_width_from_midnight_utc() -> None:
     ("now", "timeframe", "expected"),
     [
         # Saturday: the last closed daily session is Friday.
-        (datetime(2024, 7, 6, 12, 0, tzinfo=UTC), Timeframe.DAY_1, datetime(2024, 7, 5, tzinfo=UTC)),
+        (
+            datetime(2024, 7, 6, 12, 0, tzinfo=UTC),
+            Timeframe.DAY_1,
+            datetime(2024, 7, 5, tzinfo=UTC),
+        ),
         # Monday before the open: still Friday.
-        (datetime(2024, 7, 8, 13, 0, tzinfo=UTC), Timeframe.DAY_1, datetime(2024, 7, 5, tzinfo=UTC)),
+        (
+            datetime(2024, 7, 8, 13, 0, tzinfo=UTC),
+            Timeframe.DAY_1,
+            datetime(2024, 7, 5, tzinfo=UTC),
+        ),
         # Monday 10:07 New York: the 10:06 minute bar is the newest finished one.
-        (datetime(2024, 7, 8, 14, 7, 30, tzinfo=UTC), Timeframe.MIN_1, datetime(2024, 7, 8, 14, 6, tzinfo=UTC)),
+        (
+            datetime(2024, 7, 8, 14, 7, 30, tzinfo=UTC),
+            Timeframe.MIN_1,
+            datetime(2024, 7, 8, 14, 6, tzinfo=UTC),
+        ),
         # Independence Day (holiday): the last minute bar of July 3rd, an early close at 13:00 NY.
-        (datetime(2024, 7, 4, 15, 0, tzinfo=UTC), Timeframe.MIN_1, datetime(2024, 7, 3, 16, 59, tzinfo=UTC)),
-        (datetime(2024, 7, 8, 16, 10, tzinfo=UTC), Timeframe.HOUR_1, datetime(2024, 7, 8, 15, 0, tzinfo=UTC)),
+        (
+            datetime(2024, 7, 4, 15, 0, tzinfo=UTC),
+            Timeframe.MIN_1,
+            datetime(2024, 7, 3, 16, 59, tzinfo=UTC),
+        ),
+        (
+            datetime(2024, 7, 8, 16, 10, tzinfo=UTC),
+            Timeframe.HOUR_1,
+            datetime(2024, 7, 8, 15, 0, tzinfo=UTC),
+        ),
     ],
 )
-def test_expected_last_bar_follows_the_exchange_calendar(now: datetime, timeframe: Timeframe,
-                                                         expected: datetime) -> None:
+def test_expected_last_bar_follows_the_exchange_calendar(
+    now: datetime, timeframe: Timeframe, expected: datetime
+) -> None:
     assert expected_last_bar(MarketCalendar("XNYS"), timeframe, now) == expected
 
 
 def test_freshness_tolerates_vendor_delay_intraday_but_not_a_missing_session() -> None:
     calendar = MarketCalendar("XNYS")
     now = datetime(2024, 7, 8, 15, 0, tzinfo=UTC)
-    ten_minutes_late = freshness(calendar=calendar, timeframe=Timeframe.MIN_1,
-                                 last_bar=now - timedelta(minutes=11), now=now)
+    ten_minutes_late = freshness(
+        calendar=calendar, timeframe=Timeframe.MIN_1, last_bar=now - timedelta(minutes=11), now=now
+    )
     assert not ten_minutes_late.is_stale and ten_minutes_late.lag == timedelta(minutes=10)
-    assert freshness(calendar=calendar, timeframe=Timeframe.MIN_1, last_bar=now - timedelta(hours=1),
-                     now=now).is_stale
-    assert freshness(calendar=calendar, timeframe=Timeframe.DAY_1, last_bar=datetime(2024, 7, 3, tzinfo=UTC),
-                     now=now).is_stale
+    assert freshness(
+        calendar=calendar, timeframe=Timeframe.MIN_1, last_bar=now - timedelta(hours=1), now=now
+    ).is_stale
+    assert freshness(
+        calendar=calendar,
+        timeframe=Timeframe.DAY_1,
+        last_bar=datetime(2024, 7, 3, tzinfo=UTC),
+        now=now,
+    ).is_stale
     assert default_tolerance(Timeframe.DAY_1) == timedelta(0)
 
 

@@ -34,7 +34,9 @@ def test_all_components_up_answers_200(client: Client) -> None:
 
 def test_a_silent_worker_answers_503_naming_it(client: Client) -> None:
     fresh_heartbeats()
-    ComponentHeartbeat.objects.filter(component=WORKER).update(last_seen=timezone.now() - timedelta(minutes=5))
+    ComponentHeartbeat.objects.filter(component=WORKER).update(
+        last_seen=timezone.now() - timedelta(minutes=5)
+    )
     response = client.get("/healthz")
     assert response.status_code == 503
     components = response.json()["components"]
@@ -52,8 +54,10 @@ def test_no_worker_ever_seen_answers_503(client: Client) -> None:
 def test_an_unwritable_filesystem_queue_answers_503(client: Client, tmp_path: Path) -> None:
     fresh_heartbeats()
     missing = tmp_path / "gone"
-    with override_settings(CELERY_BROKER_URL="filesystem://",
-                           CELERY_BROKER_TRANSPORT_OPTIONS={"data_folder_in": str(missing)}):
+    with override_settings(
+        CELERY_BROKER_URL="filesystem://",
+        CELERY_BROKER_TRANSPORT_OPTIONS={"data_folder_in": str(missing)},
+    ):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["components"]["job_queue"]["healthy"] is False
@@ -64,12 +68,15 @@ def test_a_broken_database_answers_503(client: Client, monkeypatch: pytest.Monke
         raise DatabaseError("connection refused")
 
     fresh_heartbeats()
-    monkeypatch.setattr(health.connection, "cursor", broken_cursor)
+    monkeypatch.setattr("monitoring.health.connection.cursor", broken_cursor)
     response = client.get("/healthz")
     assert response.status_code == 503
     components = response.json()["components"]
-    assert components["database"] == {"name": "database", "healthy": False,
-                                      "detail": "DatabaseError: connection refused"}
+    assert components["database"] == {
+        "name": "database",
+        "healthy": False,
+        "detail": "DatabaseError: connection refused",
+    }
     assert components["worker"]["detail"] == "database down"
 
 

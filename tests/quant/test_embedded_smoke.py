@@ -40,21 +40,33 @@ def get(url: str) -> tuple[int, str]:
 
 
 def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_URL", "CELERY_", "SECRET_KEY", "DEBUG", "TEST_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("DATABASE_URL", "REDIS_URL", "CELERY_", "SECRET_KEY", "DEBUG", "TEST_")
+        )
+    }
     env.update(VAR_DIR=str(var_dir), PORT=str(port), HEALTH_WORKER_MAX_AGE_SECONDS="60")
     return subprocess.Popen(
-        [sys.executable, "manage.py", "run_platform"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "run_platform"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
-def wait_healthy(process: subprocess.Popen[str], port: int, timeout: float = 150) -> dict[str, object]:
+def wait_healthy(
+    process: subprocess.Popen[str], port: int, timeout: float = 150
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     last: tuple[int, str] = (0, "")
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"run_platform exited early with {process.returncode}:\n{process.stdout.read() if process.stdout else ''}")
+            output = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"run_platform exited early with {process.returncode}:\n{output}")
         try:
             last = get(f"http://127.0.0.1:{port}/healthz")
             if last[0] == 200:
@@ -71,7 +83,7 @@ def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"still running after Ctrl-C: {[p.cmdline() for p in alive]}"
     return output
 
@@ -81,7 +93,9 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
     process = start(tmp_path, port)
     try:
         health = wait_healthy(process, port)
-        assert set(health["components"]) == {"database", "job_queue", "worker", "beat"}  # type: ignore[arg-type]
+        components = health["components"]
+        assert isinstance(components, dict)
+        assert set(components) == {"database", "job_queue", "worker", "beat"}
         status, page = get(f"http://127.0.0.1:{port}/")
         assert status == 200 and "AAPL" in page and "fresh" in page
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200

@@ -28,13 +28,21 @@ class Command(BaseCommand):
     help = "Ingest bars for some symbols from a provider (idempotent; --resume JOB continues a failed job)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--provider", default=None, help=f"one of {', '.join(PROVIDERS)} (default: settings)")
+        parser.add_argument(
+            "--provider", default=None, help=f"one of {', '.join(PROVIDERS)} (default: settings)"
+        )
         parser.add_argument("--symbols", default="", help="comma-separated, e.g. AAPL,MSFT")
         parser.add_argument("--timeframe", default="1Day", help="1Min, 5Min, 15Min, 1Hour or 1Day")
-        parser.add_argument("--start", default=None, help="ISO date/datetime (default: one year ago)")
+        parser.add_argument(
+            "--start", default=None, help="ISO date/datetime (default: one year ago)"
+        )
         parser.add_argument("--end", default=None, help="ISO date/datetime (default: now)")
-        parser.add_argument("--resume", type=int, default=None, metavar="JOB", help="retry a failed job")
-        parser.add_argument("--async", dest="run_async", action="store_true", help="queue it for a worker")
+        parser.add_argument(
+            "--resume", type=int, default=None, metavar="JOB", help="retry a failed job"
+        )
+        parser.add_argument(
+            "--async", dest="run_async", action="store_true", help="queue it for a worker"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -67,5 +75,8 @@ class Command(BaseCommand):
         start = _moment(options["start"]) if options["start"] else end - timedelta(days=365)
         return services.ingestion_job_create(
             provider=options["provider"] or settings.MARKETDATA_PROVIDER,
-            symbols=options["symbols"].split(","), timeframe=timeframe, start=start, end=end,
+            symbols=options["symbols"].split(","),
+            timeframe=timeframe,
+            start=start,
+            end=end,
         )

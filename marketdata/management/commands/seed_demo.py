@@ -15,22 +15,28 @@ class Command(BaseCommand):
     help = "Seed demo instruments, a few years of deterministic synthetic daily bars and an admin user."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--years", type=int, default=DEMO_YEARS, help="Years of daily bars (default 3)")
+        parser.add_argument(
+            "--years", type=int, default=DEMO_YEARS, help="Years of daily bars (default 3)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         seed = demo_seed(now=timezone.now(), years=options["years"])
         if seed.job is None:
             self.stdout.write(f"Demo data is up to date ({len(DEMO_INSTRUMENTS)} instruments).")
         elif seed.job.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"seeding failed: ingestion job #{seed.job.pk} {seed.job.status}: {seed.job.error}")
+            raise CommandError(
+                f"seeding failed: ingestion job #{seed.job.pk} {seed.job.status}: {seed.job.error}"
+            )
         else:
             self.stdout.write(
                 f"Demo data: {len(DEMO_INSTRUMENTS)} instruments, {seed.job.rows_written} bars written, "
                 f"{seed.job.rows_unchanged} unchanged (job #{seed.job.pk})."
             )
         if seed.admin_password:
-            self.stdout.write(self.style.SUCCESS(
-                "\n  Demo admin user created (shown only this once):\n"
-                f"    username: {DEMO_ADMIN_USERNAME}\n    password: {seed.admin_password}\n"
-                "  Change it with: python manage.py changepassword admin\n"
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    "\n  Demo admin user created (shown only this once):\n"
+                    f"    username: {DEMO_ADMIN_USERNAME}\n    password: {seed.admin_password}\n"
+                    "  Change it with: python manage.py changepassword admin\n"
+                )
+            )

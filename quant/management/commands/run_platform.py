@@ -32,12 +32,37 @@ class Child:
 def platform_children(port: int, host: str) -> list[Child]:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "quant"]
-    queue_flags = ["--without-mingle", "--without-gossip"] if settings.CELERY_BROKER_URL.startswith("filesystem://") else []
+    queue_flags = (
+        ["--without-mingle", "--without-gossip"]
+        if settings.CELERY_BROKER_URL.startswith("filesystem://")
+        else []
+    )
     return [
-        Child("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "quant.asgi:application"]),
-        Child("worker", [*celery, "worker", "--pool=solo", "--loglevel=INFO", "--hostname=worker@%h", *queue_flags]),
-        Child("beat", [*celery, "beat", "--loglevel=INFO", "--scheduler", settings.CELERY_BEAT_SCHEDULER,
-                       "--pidfile="]),
+        Child(
+            "web", [python, "-m", "daphne", "-b", host, "-p", str(port), "quant.asgi:application"]
+        ),
+        Child(
+            "worker",
+            [
+                *celery,
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--hostname=worker@%h",
+                *queue_flags,
+            ],
+        ),
+        Child(
+            "beat",
+            [
+                *celery,
+                "beat",
+                "--loglevel=INFO",
+                "--scheduler",
+                settings.CELERY_BEAT_SCHEDULER,
+                "--pidfile=",
+            ],
+        ),
     ]
 
 
@@ -72,10 +97,12 @@ class Command(BaseCommand):
             # Own process group: a terminal Ctrl-C reaches only us, and we stop children in order.
             child.process = subprocess.Popen(child.argv, start_new_session=True)
         url = f"http://{options['host']}:{options['port']}/"
-        self.stdout.write(self.style.SUCCESS(
-            f"\nPlatform running: {url}  (admin: {url}admin/, health: {url}healthz)\n"
-            f"Broker: {settings.CELERY_BROKER_URL}. Press Ctrl-C to stop web, worker and beat.\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nPlatform running: {url}  (admin: {url}admin/, health: {url}healthz)\n"
+                f"Broker: {settings.CELERY_BROKER_URL}. Press Ctrl-C to stop web, worker and beat.\n"
+            )
+        )
         failed: Child | None = None
         while not stopping:
             for child in children:

@@ -19,7 +19,7 @@ class SchemaEditor(TimescaleSchemaEditor):
     """Creates hypertables only when the extension is installed in this database."""
 
     def _plain(self) -> bool:
-        return not self.connection.timescale_enabled  # type: ignore[attr-defined]
+        return not self.connection.timescale_enabled
 
     def create_model(self, model: Any) -> None:
         if self._plain():
@@ -51,9 +51,7 @@ class DatabaseWrapper(TimescaleWrapper):
     @property
     def timescale_available(self) -> bool:
         """The server can install the extension."""
-        return self._query_flag(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-        )
+        return self._query_flag("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
 
     @property
     def timescale_enabled(self) -> bool:
