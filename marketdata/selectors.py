@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+import pandas as pd
 from django.conf import settings
 from django.db.models import Count, Max, Min, QuerySet, Sum
 from django.utils import timezone
@@ -27,6 +28,25 @@ def bars_list(
     if end is not None:
         qs = qs.filter(ts__lte=end)
     return qs.order_by("ts")
+
+
+FRAME_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+
+
+def bars_frame(
+    *, symbol: str, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Stored bars as a float64 frame indexed by UTC bar start (for research and backtests).
+
+    Money stays Decimal in the database and the order path; analytics work in float64.
+    """
+    rows = bars_list(symbol=symbol, timeframe=timeframe, start=start, end=end).values_list(
+        "ts", *FRAME_COLUMNS
+    )
+    frame = pd.DataFrame.from_records(list(rows), columns=["ts", *FRAME_COLUMNS])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame = frame.set_index("ts")
+    return frame.astype("float64")
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,19 @@ def test_check_data_freshness_reads_the_newest_stored_bar() -> None:
     assert check_data_freshness(symbol="AAPL", now=NOW + timedelta(days=3)).is_stale
     with pytest.raises(NotFoundError, match="unknown instrument 'ZZZ'"):
         check_data_freshness(symbol="ZZZ")
+
+
+@pytest.mark.django_db
+def test_bars_frame_is_a_float_frame_indexed_by_utc_time() -> None:
+    from marketdata.selectors import bars_frame
+
+    ingest(Timeframe.DAY_1, datetime(2024, 6, 1, tzinfo=UTC), NOW)
+    frame = bars_frame(
+        symbol="AAPL", timeframe=Timeframe.DAY_1, start=datetime(2024, 6, 10, tzinfo=UTC)
+    )
+    stored = list(Bar.objects.filter(ts__gte=datetime(2024, 6, 10, tzinfo=UTC)).order_by("ts"))
+    assert list(frame.index) == [b.ts for b in stored] and str(frame.index.tz) == "UTC"
+    assert frame["close"].tolist() == [float(b.close) for b in stored]
+    assert {str(dtype) for dtype in frame.dtypes} == {"float64"}
+    empty = bars_frame(symbol="MSFT", timeframe=Timeframe.DAY_1)
+    assert empty.empty and list(empty.columns) == list(frame.columns)
