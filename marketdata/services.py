@@ -89,6 +89,10 @@ def ingestion_job_create(
     if provider not in PROVIDERS:
         raise ValidationError(f"unknown provider {provider!r}: use one of {', '.join(PROVIDERS)}")
     start, end = ensure_utc(start), ensure_utc(end)
+    if timeframe is Timeframe.DAY_1:
+        # Daily bars are stamped 00:00 UTC of the session date: chunk edges on day edges, so
+        # a bar the vendor stamps at New York midnight can never fall between two chunks.
+        start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     if end <= start:
         raise ValidationError(f"end {end.isoformat()} must be after start {start.isoformat()}")
     symbols = normalize_symbols(symbols)

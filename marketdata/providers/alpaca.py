@@ -74,6 +74,9 @@ class AlpacaProvider(DataProvider):
             raise _map_api_error(error) from error
         except (requests.ConnectionError, requests.Timeout) as error:
             raise RetryableProviderError(f"Alpaca unreachable: {error}") from error
+        except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+            # A 200 that is not Alpaca JSON (maintenance page, proxy): retry, then fall back.
+            raise RetryableProviderError(f"Alpaca sent an unreadable answer: {error!r}") from error
         return [_bar(symbol, timeframe, row) for row in (raw or {}).get(symbol, [])]
 
 

@@ -61,6 +61,11 @@ class PolygonProvider(DataProvider):
 
     def _get(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
         self.limiter.acquire()
+        parsed = httpx.URL(url)
+        if parsed.query:
+            # next_url carries Polygon's cursor in its query; httpx replaces a URL's query
+            # when params are given, so merge them instead of losing the cursor.
+            url, params = str(parsed.copy_with(query=None)), {**dict(parsed.params), **params}
         try:
             response = self.http.get(url, params={**params, "apiKey": self.api_key})
         except httpx.TransportError as error:
