@@ -26,14 +26,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from marketdata.domain import BarRecord, Timeframe
-from tests.support.loopback import LoopbackServer, Request, Response, rfc3339
+from tests.support.loopback import BarBook, LoopbackServer, Request, Response, rfc3339
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 DEFAULT_LIMIT = 1000
@@ -133,8 +132,7 @@ class AlpacaServer(LoopbackServer):
         self.page_cap = page_cap
         self.now = now or (lambda: datetime.now(UTC))
         # symbol -> canonical timeframe -> bar time -> wire row
-        self._bars: dict[str, dict[str, dict[datetime, dict[str, Any]]]] = {}
-        self._bars_lock = threading.Lock()
+        self.book: BarBook[datetime] = BarBook()
         self.route("GET", r"/v2/stocks/bars", self._multi_bars)
         self.route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/bars", self._single_bars)
 
@@ -152,26 +150,15 @@ class AlpacaServer(LoopbackServer):
         datetime, ``o h l c v`` and optionally ``n vw``).
         """
         key = _timeframe_key(timeframe)
-        rows = [self._row(bar, key) for bar in bars]
-        with self._bars_lock:
-            series = self._bars.setdefault(symbol.upper(), {}).setdefault(key, {})
-            for ts, row in rows:
-                series[ts] = row
-        return len(rows)
+        return self.book.put(symbol, key, [self._row(bar, key) for bar in bars])
 
     def clear_bars(self, symbol: str | None = None) -> None:
-        with self._bars_lock:
-            if symbol is None:
-                self._bars.clear()
-            else:
-                self._bars.pop(symbol.upper(), None)
+        self.book.clear(symbol)
 
     def stored_bars(self, symbol: str, timeframe: Timeframe | str) -> list[dict[str, Any]]:
         """The wire rows stored for a series, in time order."""
         key = _timeframe_key(timeframe)
-        with self._bars_lock:
-            series = self._bars.get(symbol.upper(), {}).get(key, {})
-            return [dict(series[ts]) for ts in sorted(series)]
+        return [row for _, row in self.book.select(symbol, key)]
 
     @staticmethod
     def _row(bar: BarRecord | Mapping[str, Any], timeframe: str) -> tuple[datetime, dict[str, Any]]:
@@ -262,11 +249,9 @@ class AlpacaServer(LoopbackServer):
 
         # Every matching bar of every symbol, in response order: symbol, then time.
         flat: list[tuple[str, datetime, dict[str, Any]]] = []
-        with self._bars_lock:
-            for symbol in sorted(set(symbols)):
-                series = self._bars.get(symbol, {}).get(timeframe, {})
-                times = sorted((ts for ts in series if start <= ts <= end), reverse=descending)
-                flat.extend((symbol, ts, dict(series[ts])) for ts in times)
+        for symbol in sorted(set(symbols)):
+            rows = self.book.select(symbol, timeframe, start, end, descending=descending)
+            flat.extend((symbol, ts, row) for ts, row in rows)
 
         first = 0
         if q.get("page_token"):

@@ -31,7 +31,7 @@ from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 ResponseHeaders = Mapping[str, str]
@@ -619,3 +619,46 @@ class LoopbackServer:
     def error_body(self, status: int, message: str) -> Any:
         """The JSON body the vendor sends with an error status."""
         return {"message": message}
+
+
+TimeKey = TypeVar("TimeKey", datetime, int)
+
+
+class BarBook(Generic[TimeKey]):
+    """Thread-safe store of a vendor's wire rows: symbol → series key → bar time → row."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, dict[str, dict[TimeKey, dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, symbol: str, key: str, rows: list[tuple[TimeKey, dict[str, Any]]]) -> int:
+        with self._lock:
+            series = self._series.setdefault(symbol.upper(), {}).setdefault(key, {})
+            for ts, row in rows:
+                series[ts] = row
+        return len(rows)
+
+    def clear(self, symbol: str | None = None) -> None:
+        with self._lock:
+            if symbol is None:
+                self._series.clear()
+            else:
+                self._series.pop(symbol.upper(), None)
+
+    def select(
+        self,
+        symbol: str,
+        key: str,
+        lo: TimeKey | None = None,
+        hi: TimeKey | None = None,
+        *,
+        descending: bool = False,
+    ) -> list[tuple[TimeKey, dict[str, Any]]]:
+        """Copies of the rows with lo <= time <= hi, in time order."""
+        with self._lock:
+            series = self._series.get(symbol.upper(), {}).get(key, {})
+            times = sorted(
+                (t for t in series if (lo is None or t >= lo) and (hi is None or t <= hi)),
+                reverse=descending,
+            )
+            return [(t, dict(series[t])) for t in times]

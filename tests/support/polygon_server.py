@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,7 +30,7 @@ from urllib.parse import parse_qs, urlencode
 
 from marketdata.domain import BarRecord, Timeframe
 from tests.support.alpaca_server import EXCHANGE_TZ, vendor_bar_time
-from tests.support.loopback import LoopbackServer, Request, Response
+from tests.support.loopback import BarBook, LoopbackServer, Request, Response
 
 DEFAULT_LIMIT = 5000
 MAX_LIMIT = 50_000
@@ -100,8 +99,7 @@ class PolygonServer(LoopbackServer):
         self.page_cap = page_cap
         self.status = status  # "DELAYED" for a free-tier key
         # ticker -> "multiplier/timespan" -> epoch ms -> wire row
-        self._bars: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}
-        self._bars_lock = threading.Lock()
+        self.book: BarBook[int] = BarBook()
         self.route("GET", AGGS_PATH, self._aggregates)
 
     # -- data ------------------------------------------------------------------------------
@@ -119,27 +117,16 @@ class PolygonServer(LoopbackServer):
         """
         key = _span_key(timeframe)
         daily = key == "1/day"
-        rows = [self._row(bar, daily) for bar in bars]
-        with self._bars_lock:
-            series = self._bars.setdefault(symbol.upper(), {}).setdefault(key, {})
-            for t, row in rows:
-                series[t] = row
-        return len(rows)
+        return self.book.put(symbol, key, [self._row(bar, daily) for bar in bars])
 
     def clear_bars(self, symbol: str | None = None) -> None:
-        with self._bars_lock:
-            if symbol is None:
-                self._bars.clear()
-            else:
-                self._bars.pop(symbol.upper(), None)
+        self.book.clear(symbol)
 
     def stored_bars(
         self, symbol: str, timeframe: Timeframe | str | tuple[int, str]
     ) -> list[dict[str, Any]]:
         key = _span_key(timeframe)
-        with self._bars_lock:
-            series = self._bars.get(symbol.upper(), {}).get(key, {})
-            return [dict(series[t]) for t in sorted(series)]
+        return [row for _, row in self.book.select(symbol, key)]
 
     @staticmethod
     def _row(bar: BarRecord | Mapping[str, Any], daily: bool) -> tuple[int, dict[str, Any]]:
@@ -213,10 +200,9 @@ class PolygonServer(LoopbackServer):
         end = _bound("to", p["end"], end=True)
 
         key = f"{int(p['multiplier'])}/{p['timespan']}"
-        with self._bars_lock:
-            series = self._bars.get(ticker, {}).get(key, {})
-            times = sorted((t for t in series if start <= t <= end), reverse=sort == "desc")
-            rows = [dict(series[t]) for t in times]
+        rows = [
+            row for _, row in self.book.select(ticker, key, start, end, descending=sort == "desc")
+        ]
 
         size = min(limit, self.page_cap)
         page = rows[:size]
