@@ -1,19 +1,22 @@
 """Idempotent bar storage: upsert on (instrument, timeframe, ts), vendor-specific SQL.
 
 Re-writing a bar with identical values changes nothing (not even ``ingested_at``); a
-corrected bar updates in place. PostgreSQL streams the rows with COPY into a temporary
-table and merges with one INSERT ... ON CONFLICT; SQLite uses executemany with the same
-ON CONFLICT clause. Callers wrap a call in ``transaction.atomic()``.
+corrected bar updates in place. PostgreSQL streams a chunk whose time range holds no stored
+bar (a backfill) with COPY straight into the table; otherwise it COPYs into a temporary table
+and merges with one INSERT ... ON CONFLICT. SQLite uses executemany with the same ON
+CONFLICT clause. Callers wrap a call in ``transaction.atomic()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+import psycopg
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketdata.domain import BarRecord, Timeframe
@@ -74,8 +77,75 @@ def _conflict_clause(table: str) -> str:
 def _upsert_postgres(
     instrument_id: int, timeframe: Timeframe, bars: Sequence[BarRecord], default_source: str
 ) -> tuple[int, int]:
+    """COPY straight into the table when the range is empty (a backfill), else merge."""
     q = connection.ops.quote_name
     table = q(Bar._meta.db_table)
+    first, last = min(b.ts for b in bars), max(b.ts for b in bars)
+    if not _range_occupied(table, instrument_id, timeframe, first, last):
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent writer's rows roll it back
+                _copy_rows(table, instrument_id, timeframe, bars, default_source)
+            return len(bars), 0
+        except (IntegrityError, psycopg.errors.UniqueViolation):
+            pass  # another process stored some of these bars meanwhile: merge instead
+    return _merge_postgres(table, instrument_id, timeframe, bars, default_source)
+
+
+def _range_occupied(
+    table: str, instrument_id: int, timeframe: Timeframe, first: datetime, last: datetime
+) -> bool:
+    q = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {q('instrument_id')} = %s"
+            f" AND {q('timeframe')} = %s AND {q('ts')} BETWEEN %s AND %s)",
+            [instrument_id, timeframe.value, first, last],
+        )
+        (occupied,) = cursor.fetchone()
+    return bool(occupied)
+
+
+def _copy_rows(
+    table: str,
+    instrument_id: int,
+    timeframe: Timeframe,
+    bars: Sequence[BarRecord],
+    default_source: str,
+) -> None:
+    q = connection.ops.quote_name
+    columns = ", ".join(q(c) for c in ("instrument_id", "timeframe", *ROW_COLUMNS, "ingested_at"))
+    now, tf = timezone.now(), timeframe.value
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for b in bars:
+            copy.write_row(
+                (
+                    instrument_id,
+                    tf,
+                    b.ts,
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.vwap,
+                    b.trade_count,
+                    b.source or default_source,
+                    now,
+                )
+            )
+
+
+def _merge_postgres(
+    table: str,
+    instrument_id: int,
+    timeframe: Timeframe,
+    bars: Sequence[BarRecord],
+    default_source: str,
+) -> tuple[int, int]:
+    q = connection.ops.quote_name
     columns = ", ".join(q(c) for c in ROW_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -103,7 +173,7 @@ def _upsert_postgres(
         cursor.execute(
             f"WITH merged AS ("
             f" INSERT INTO {table} ({q('instrument_id')}, {q('timeframe')}, {columns}, {q('ingested_at')})"
-            f" SELECT %s, %s, {columns}, %s FROM {STAGE_TABLE} ORDER BY ts"
+            f" SELECT %s, %s, {columns}, %s FROM {STAGE_TABLE}"
             f" {_conflict_clause(table)}"
             f" RETURNING (xmax = 0) AS inserted)"
             f" SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged",

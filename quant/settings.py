@@ -21,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 DEBUG: bool = env.bool("DEBUG", default=True)
-VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
@@ -213,8 +213,8 @@ ALPACA_RATE_LIMIT_PER_MINUTE: int = env.int("ALPACA_RATE_LIMIT_PER_MINUTE", defa
 POLYGON_API_KEY: str = env.str("POLYGON_API_KEY", default="")
 POLYGON_BASE_URL: str = env.str("POLYGON_BASE_URL", default="https://api.polygon.io")
 POLYGON_RATE_LIMIT_PER_MINUTE: int = env.int("POLYGON_RATE_LIMIT_PER_MINUTE", default=100)
-MARKETDATA_PROVIDER: str = env.str(
-    "MARKETDATA_PROVIDER", default="alpaca" if ALPACA_API_KEY else "synthetic"
+MARKETDATA_PROVIDER: str = env.str("MARKETDATA_PROVIDER", default="") or (
+    "alpaca" if ALPACA_API_KEY else "synthetic"
 )
 MARKETDATA_FALLBACK_PROVIDER: str = env.str(
     "MARKETDATA_FALLBACK_PROVIDER", default="polygon" if POLYGON_API_KEY else ""

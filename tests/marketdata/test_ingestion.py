@@ -240,3 +240,45 @@ def test_ingest_bars_command_runs_and_reports(capsys: pytest.CaptureFixture[str]
 def test_ingest_bars_command_rejects_bad_arguments(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("ingest_bars", *args)
+
+
+def test_a_concurrent_writer_during_a_backfill_falls_back_to_the_merge(
+    monkeypatch: pytest.MonkeyPatch, on_postgres: bool
+) -> None:
+    """The empty-range COPY path loses the race → its savepoint rolls back → merge instead."""
+    if not on_postgres:
+        pytest.skip("the COPY fast path is PostgreSQL's")
+    from django.db import transaction
+
+    from marketdata import storage
+
+    bars = synthetic().get_bars("AAPL", datetime(2024, 6, 3, tzinfo=UTC), NOW, Timeframe.DAY_1)
+    instrument = services.instrument_ensure(symbol="AAPL")
+
+    def raced_check(table: str, instrument_id: int, timeframe: Timeframe, *_: object) -> bool:
+        b = bars[3]  # "another process" stores one of the bars right after the range was checked
+        Bar.objects.create(
+            instrument_id=instrument_id,
+            timeframe=timeframe.value,
+            ts=b.ts,
+            open=b.open,
+            high=b.high,
+            low=b.low,
+            close=b.close,
+            volume=b.volume,
+            vwap=b.vwap,
+            trade_count=b.trade_count,
+            source="synthetic",
+        )
+        return False
+
+    monkeypatch.setattr(storage, "_range_occupied", raced_check)
+    with transaction.atomic():
+        result = bars_upsert(
+            instrument_id=instrument.pk,
+            timeframe=Timeframe.DAY_1,
+            bars=bars,
+            default_source="synthetic",
+        )
+    assert (result.inserted, result.updated, result.unchanged) == (len(bars) - 1, 0, 1)
+    assert stored("AAPL") == [(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars]
