@@ -1,0 +1,38 @@
+"""``manage.py import_bars FILE --symbol SYM [--timeframe 1Day]``: CSV or Parquet, all or nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from marketdata.domain import Timeframe
+from marketdata.imports import bars_import_file
+from quant.core.errors import ApplicationError
+
+
+class Command(BaseCommand):
+    help = (
+        "Import bars of one symbol from a CSV or Parquet file (columns timestamp, open, high, low, "
+        "close, volume[, vwap, trade_count]). A file with any bad row is rejected whole."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("file", help="path to a .csv or .parquet file")
+        parser.add_argument("--symbol", required=True)
+        parser.add_argument("--timeframe", default="1Day", help="1Min, 5Min, 15Min, 1Hour or 1Day")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            timeframe = Timeframe.parse(options["timeframe"])
+            result = bars_import_file(
+                path=options["file"], symbol=options["symbol"], timeframe=timeframe
+            )
+        except ApplicationError as error:
+            raise CommandError(error.message) from error
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{options['file']}: {result.inserted} bars inserted, {result.updated} updated, "
+                f"{result.unchanged} unchanged ({options['symbol'].upper()} {timeframe})"
+            )
+        )
