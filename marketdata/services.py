@@ -1,4 +1,4 @@
-"""Writes of the market data app: instruments, bar ingestion jobs, daily updates.
+"""Writes of the market data app: instruments, bar ingestion jobs, daily updates, quality reports.
 
 An ingestion job is split into chunks per symbol. Each chunk is fetched whole, validated,
 and written in one transaction together with the job's progress, so a crash loses at most
@@ -18,14 +18,16 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
+from django.utils import timezone
 
 from marketdata.domain import BarRecord, Timeframe, validate_bars
-from marketdata.models import Bar, IngestionJob, Instrument, JobStatus
+from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, JobStatus
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
+from marketdata.quality import check_bars
 from marketdata.storage import UpsertResult, bars_upsert
 from quant.core.calendar import MarketCalendar
 from quant.core.clock import Clock, SystemClock, ensure_utc
-from quant.core.errors import ConflictError, ValidationError
+from quant.core.errors import ConflictError, NotFoundError, ValidationError
 
 log = structlog.get_logger(__name__)
 
@@ -239,3 +241,58 @@ def daily_update_plan(
         start=start,
         end=now,
     )
+
+
+def data_quality_run(
+    *,
+    symbols: Iterable[str] | None = None,
+    timeframe: Timeframe = Timeframe.DAY_1,
+    now: datetime | None = None,
+) -> list[DataQualityReport]:
+    """Check every (or the named) instrument's bars and store one report per instrument."""
+    now = now or timezone.now()
+    instruments = Instrument.objects.all()
+    if symbols is not None:
+        wanted = normalize_symbols(symbols)
+        instruments = instruments.filter(symbol__in=wanted)
+        unknown = sorted(set(wanted) - set(instruments.values_list("symbol", flat=True)))
+        if unknown:
+            raise NotFoundError(
+                f"unknown instrument{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
+            )
+    reports = []
+    for instrument in instruments.order_by("symbol"):
+        rows = (
+            Bar.objects.filter(instrument=instrument, timeframe=timeframe.value)
+            .order_by("ts")
+            .values_list("ts", "open", "high", "low", "close", "volume")
+            .iterator(chunk_size=20_000)
+        )
+        result = check_bars(
+            list(rows),
+            timeframe=timeframe,
+            calendar=MarketCalendar(instrument.exchange or "XNYS"),
+            now=now,
+        )
+        reports.append(
+            DataQualityReport.objects.create(
+                instrument=instrument,
+                timeframe=timeframe.value,
+                checked_at=now,
+                range_start=result.range_start,
+                range_end=result.range_end,
+                bar_count=result.bar_count,
+                status=result.status,
+                is_stale=result.is_stale,
+                issue_counts=result.issue_counts,
+                findings=result.findings_json(),
+            )
+        )
+        log.info(
+            "quality.checked",
+            symbol=instrument.symbol,
+            timeframe=timeframe.value,
+            status=result.status,
+            issues=result.issue_counts,
+        )
+    return reports
