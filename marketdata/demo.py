@@ -61,6 +61,7 @@ def demo_seed(*, now: datetime, years: int = DEMO_YEARS) -> DemoSeed:
             end=now,
         )
         job = services.ingestion_job_run(job_id=job.pk)
+        services.data_quality_run(symbols=list(DEMO_INSTRUMENTS), now=now)
     return DemoSeed(job=job, admin_password=_demo_admin())
 
 

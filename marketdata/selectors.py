@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pandas as pd
 from django.conf import settings
-from django.db.models import Count, Max, Min, QuerySet, Sum
+from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.freshness import Freshness, freshness
-from marketdata.models import Bar, Instrument
+from marketdata.models import Bar, DataQualityReport, Instrument
 from marketdata.timebucket import TimeBucket
 from quant.core.calendar import MarketCalendar
 from quant.core.errors import NotFoundError, ValidationError
@@ -96,6 +96,15 @@ def instruments_coverage(*, now: datetime | None = None) -> list[Coverage]:
         if pk not in covered
     ]
     return sorted(result, key=lambda c: (c.instrument.symbol, c.timeframe))
+
+
+def quality_latest() -> dict[tuple[int, str], DataQualityReport]:
+    """The newest quality report per (instrument id, timeframe), in one query."""
+    newest = DataQualityReport.objects.filter(
+        instrument=OuterRef("instrument"), timeframe=OuterRef("timeframe")
+    ).order_by("-checked_at", "-pk")
+    reports = DataQualityReport.objects.filter(pk=Subquery(newest.values("pk")[:1]))
+    return {(r.instrument_id, r.timeframe): r for r in reports}
 
 
 def check_data_freshness(

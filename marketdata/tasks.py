@@ -16,7 +16,9 @@ def ingest(job_id: int) -> None:
 
 @shared_task(name="marketdata.daily_update", ignore_result=True)
 def daily_update() -> None:
-    """After the close: bring every active instrument up to date (skips non-session days)."""
+    """After the close: bring every active instrument up to date (skips non-session days),
+    then check the updated series and store a quality report per instrument."""
     job = services.daily_update_plan(now=timezone.now())
     if job is not None:
-        services.ingestion_job_run(job_id=job.pk)
+        job = services.ingestion_job_run(job_id=job.pk)
+        services.data_quality_run(symbols=job.symbols)

@@ -8,17 +8,19 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from marketdata.models import IngestionJob
-from marketdata.selectors import instruments_coverage
+from marketdata.selectors import instruments_coverage, quality_latest
 
 
 def landing(request: HttpRequest) -> HttpResponse:
-    """Instruments with their bar counts and data freshness, and the latest ingestion jobs."""
+    """Instruments with bar counts, freshness and latest quality status; the latest jobs."""
     now = timezone.now()
+    quality = quality_latest()
+    rows = [(c, quality.get((c.instrument.pk, c.timeframe))) for c in instruments_coverage(now=now)]
     return render(
         request,
         "marketdata/landing.html",
         {
-            "coverage": instruments_coverage(now=now),
+            "rows": rows,
             "jobs": IngestionJob.objects.order_by("-created_at")[:10],
             "provider": settings.MARKETDATA_PROVIDER,
             "fallback": settings.MARKETDATA_FALLBACK_PROVIDER,

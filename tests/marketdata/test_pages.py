@@ -39,6 +39,41 @@ def test_landing_lists_instruments_with_counts_and_freshness(client: Client) -> 
     assert "Succeeded" in page and "synthetic" in page
 
 
+def test_landing_shows_the_latest_quality_status(client: Client) -> None:
+    job = services.ingestion_job_create(
+        provider="synthetic",
+        symbols=["AAPL", "MSFT"],
+        timeframe=Timeframe.DAY_1,
+        start=datetime(2024, 6, 1, tzinfo=UTC),
+        end=THEN,
+    )
+    services.ingestion_job_run(job_id=job.pk, provider=SyntheticProvider(clock=ManualClock(THEN)))
+    services.data_quality_run(symbols=["AAPL"], now=datetime(2024, 6, 1, tzinfo=UTC))
+    services.data_quality_run(symbols=["AAPL"], now=THEN)  # the newer report wins
+    page = client.get("/").content.decode()
+    assert ">OK<" in page and "not checked" in page  # MSFT was never checked
+
+
+def test_daily_update_task_ingests_then_checks_quality(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marketdata import tasks
+
+    services.instrument_ensure(symbol="SPY")
+    monday = datetime(2024, 7, 8, 22, 15, tzinfo=UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: monday)
+    real_run = services.ingestion_job_run
+    monkeypatch.setattr(
+        services,
+        "ingestion_job_run",
+        lambda *, job_id: real_run(
+            job_id=job_id, provider=SyntheticProvider(clock=ManualClock(monday))
+        ),
+    )
+    tasks.daily_update()
+    assert IngestionJob.objects.get().status == JobStatus.SUCCEEDED
+    report = DataQualityReport.objects.get(instrument__symbol="SPY")
+    assert report.bar_count > 1000 and report.status == "OK"
+
+
 def test_landing_without_data_explains_how_to_get_some(client: Client) -> None:
     assert "seed_demo" in client.get("/").content.decode()
 
