@@ -150,7 +150,10 @@ def test_bars_frame_is_a_float_frame_indexed_by_utc_time() -> None:
         symbol="AAPL", timeframe=Timeframe.DAY_1, start=datetime(2024, 6, 10, tzinfo=UTC)
     )
     stored = list(Bar.objects.filter(ts__gte=datetime(2024, 6, 10, tzinfo=UTC)).order_by("ts"))
-    assert list(frame.index) == [b.ts for b in stored] and str(pd.DatetimeIndex(frame.index).tz) == "UTC"
+    assert (
+        list(frame.index) == [b.ts for b in stored]
+        and str(pd.DatetimeIndex(frame.index).tz) == "UTC"
+    )
     assert frame["close"].tolist() == [float(b.close) for b in stored]
     assert {str(dtype) for dtype in frame.dtypes} == {"float64"}
     empty = bars_frame(symbol="MSFT", timeframe=Timeframe.DAY_1)
