@@ -121,6 +121,7 @@ def time_raw_copy(symbols: list[str], start: datetime, end: datetime) -> tuple[i
 
     from marketdata.domain import Timeframe
     from marketdata.models import Bar, Instrument
+    from marketdata.storage import row_values
 
     table = Bar._meta.db_table
     ids = dict(Instrument.objects.filter(symbol__in=symbols).values_list("symbol", "pk"))
@@ -140,22 +141,7 @@ def time_raw_copy(symbols: list[str], start: datetime, end: datetime) -> tuple[i
         for symbol in symbols:
             with cursor.cursor.copy(f"COPY {COPY_TABLE} ({columns}) FROM STDIN") as copy:
                 for b in source.iter_bars(symbol, start, end, Timeframe.MIN_1):
-                    copy.write_row(
-                        (
-                            ids[symbol],
-                            "1Min",
-                            b.ts,
-                            b.open,
-                            b.high,
-                            b.low,
-                            b.close,
-                            b.volume,
-                            b.vwap,
-                            b.trade_count,
-                            "synthetic",
-                            now,
-                        )
-                    )
+                    copy.write_row((ids[symbol], "1Min", *row_values(b, "synthetic"), now))
                     count += 1
     elapsed = time.perf_counter() - began
     with connection.cursor() as cursor:

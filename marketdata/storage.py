@@ -27,6 +27,21 @@ ROW_COLUMNS = ("ts", *VALUE_COLUMNS, "source")
 STAGE_TABLE = "marketdata_bar_stage"
 
 
+def row_values(b: BarRecord, default_source: str) -> tuple[Any, ...]:
+    """A bar's values in ROW_COLUMNS order."""
+    return (
+        b.ts,
+        b.open,
+        b.high,
+        b.low,
+        b.close,
+        b.volume,
+        b.vwap,
+        b.trade_count,
+        b.source or default_source,
+    )
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     inserted: int = 0
@@ -120,22 +135,7 @@ def _copy_rows(
         cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
     ):
         for b in bars:
-            copy.write_row(
-                (
-                    instrument_id,
-                    tf,
-                    b.ts,
-                    b.open,
-                    b.high,
-                    b.low,
-                    b.close,
-                    b.volume,
-                    b.vwap,
-                    b.trade_count,
-                    b.source or default_source,
-                    now,
-                )
-            )
+            copy.write_row((instrument_id, tf, *row_values(b, default_source), now))
 
 
 def _merge_postgres(
@@ -157,19 +157,7 @@ def _merge_postgres(
         cursor.execute(f"TRUNCATE {STAGE_TABLE}")
         with cursor.cursor.copy(f"COPY {STAGE_TABLE} ({columns}) FROM STDIN") as copy:
             for b in bars:
-                copy.write_row(
-                    (
-                        b.ts,
-                        b.open,
-                        b.high,
-                        b.low,
-                        b.close,
-                        b.volume,
-                        b.vwap,
-                        b.trade_count,
-                        b.source or default_source,
-                    )
-                )
+                copy.write_row(row_values(b, default_source))
         cursor.execute(
             f"WITH merged AS ("
             f" INSERT INTO {table} ({q('instrument_id')}, {q('timeframe')}, {columns}, {q('ingested_at')})"
