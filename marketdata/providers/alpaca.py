@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -10,10 +12,10 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.requests import StockBarsRequest
+from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
-from marketdata.domain import BarRecord, Timeframe, daily_ts
+from marketdata.domain import BarRecord, Quote, Timeframe, daily_ts
 from marketdata.providers.base import DataProvider, FinalProviderError, RetryableProviderError
 from marketdata.providers.http import LimitedAdapter, retry_after_seconds
 from quant.core.clock import ensure_utc
@@ -42,6 +44,8 @@ class AlpacaProvider(DataProvider):
         adjustment: str = "all",
         rate_limiter: RateLimiter | None = None,
         timeout: float = 30.0,
+        quote_poll_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key or not secret_key:
             raise FinalProviderError("Alpaca needs ALPACA_API_KEY and ALPACA_SECRET_KEY")
@@ -54,6 +58,8 @@ class AlpacaProvider(DataProvider):
         adapter = LimitedAdapter(rate_limiter or LocalRateLimiter(200), timeout)
         self.client._session.mount("http://", adapter)
         self.client._session.mount("https://", adapter)
+        self.quote_poll_seconds = quote_poll_seconds
+        self._sleep = sleep
         self.feed = DataFeed(feed)
         self.adjustment = Adjustment(adjustment)
 
@@ -68,8 +74,31 @@ class AlpacaProvider(DataProvider):
             feed=self.feed,
             adjustment=self.adjustment,
         )
+        raw = self._call(self.client.get_stock_bars, request)
+        return [_bar(symbol, timeframe, row) for row in (raw or {}).get(symbol, [])]
+
+    def stream_live_quotes(self, symbols: Sequence[str]) -> Iterator[Quote]:
+        """Latest quotes by polling ``/v2/stocks/quotes/latest`` every ``quote_poll_seconds``.
+
+        One request per round for all symbols (inside the rate budget); a quote is yielded
+        when its timestamp changed. Errors surface as provider errors, like ``get_bars``.
+        """
+        wanted = [s.upper() for s in symbols]
+        request = StockLatestQuoteRequest(symbol_or_symbols=wanted, feed=self.feed)
+        seen: dict[str, str] = {}
+        while True:
+            raw = self._call(self.client.get_stock_latest_quote, request) or {}
+            for symbol in wanted:
+                row = raw.get(symbol)
+                if not row or seen.get(symbol) == row.get("t"):
+                    continue
+                seen[symbol] = row["t"]
+                yield _quote(symbol, row)
+            self._sleep(self.quote_poll_seconds)
+
+    def _call(self, method: Callable[[Any], Any], request: Any) -> Any:
         try:
-            raw: Any = self.client.get_stock_bars(request)
+            return method(request)
         except APIError as error:
             raise _map_api_error(error) from error
         except (requests.ConnectionError, requests.Timeout) as error:
@@ -77,7 +106,6 @@ class AlpacaProvider(DataProvider):
         except (requests.RequestException, ValueError, KeyError, TypeError) as error:
             # A 200 that is not Alpaca JSON (maintenance page, proxy): retry, then fall back.
             raise RetryableProviderError(f"Alpaca sent an unreadable answer: {error!r}") from error
-        return [_bar(symbol, timeframe, row) for row in (raw or {}).get(symbol, [])]
 
 
 def _map_api_error(error: APIError) -> Exception:
@@ -112,4 +140,15 @@ def _bar(symbol: str, timeframe: Timeframe, row: dict[str, Any]) -> BarRecord:
         vwap=_dec(row["vw"]) if row.get("vw") is not None else None,
         trade_count=int(row["n"]) if row.get("n") is not None else None,
         source="alpaca",
+    )
+
+
+def _quote(symbol: str, row: dict[str, Any]) -> Quote:
+    return Quote(
+        symbol=symbol,
+        ts=ensure_utc(datetime.fromisoformat(str(row["t"]).replace("Z", "+00:00"))),
+        bid=_dec(row["bp"]),
+        ask=_dec(row["ap"]),
+        bid_size=_dec(row["bs"]),
+        ask_size=_dec(row["as"]),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,9 +10,14 @@ import structlog
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential
 
-from marketdata.domain import BarRecord, Timeframe
+from marketdata.domain import BarRecord, Quote, Timeframe
 from marketdata.freshness import freshness
-from marketdata.providers.base import DataProvider, ProviderError, RetryableProviderError
+from marketdata.providers.base import (
+    DataProvider,
+    NotSupported,
+    ProviderError,
+    RetryableProviderError,
+)
 from quant.core.calendar import MarketCalendar
 from quant.core.clock import Clock, SystemClock
 
@@ -63,6 +68,9 @@ class RetryingProvider(DataProvider):
         )
         return retrying(self.inner.get_bars, symbol, start, end, timeframe)
 
+    def stream_live_quotes(self, symbols: Sequence[str]) -> Iterator[Quote]:
+        return self.inner.stream_live_quotes(symbols)
+
 
 class FallbackProvider(DataProvider):
     """Primary vendor first; the secondary when the primary fails or its data is stale.
@@ -84,6 +92,13 @@ class FallbackProvider(DataProvider):
         self.name = primary.name
         self.calendar = calendar or MarketCalendar()
         self.clock = clock or SystemClock()
+
+    def stream_live_quotes(self, symbols: Sequence[str]) -> Iterator[Quote]:
+        """The primary's stream; the secondary's when the primary has none."""
+        try:
+            return self.primary.stream_live_quotes(symbols)
+        except NotSupported:
+            return self.secondary.stream_live_quotes(symbols)
 
     def get_bars(
         self, symbol: str, start: datetime, end: datetime, timeframe: Timeframe

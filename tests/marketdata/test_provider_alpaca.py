@@ -643,3 +643,37 @@ def test_daily_chunks_starting_before_new_york_midnight_lose_no_bar(
 
     assert done.status == JobStatus.SUCCEEDED
     assert stored("AAPL") == source_rows(job_source()["AAPL"])  # misses Jan 29, Feb 12, ...
+
+
+def test_live_quotes_stream_by_polling_the_latest_quote(alpaca_server: AlpacaServer) -> None:
+    naps: list[float] = []
+    provider = alpaca_provider(alpaca_server, quote_poll_seconds=0.5, sleep=naps.append)
+    t0 = datetime(2024, 7, 8, 14, 0, tzinfo=UTC)
+    alpaca_server.set_quote("AAPL", bid=Decimal("227.01"), ask=Decimal("227.03"), t=t0)
+    alpaca_server.set_quote("MSFT", bid=Decimal("466.5"), ask=Decimal("466.6"), bid_size=3, t=t0)
+    stream = provider.stream_live_quotes(["aapl", "MSFT"])
+    first = [next(stream), next(stream)]
+    assert [(q.symbol, q.bid, q.ask, q.ts) for q in first] == [
+        ("AAPL", Decimal("227.01"), Decimal("227.03"), t0),
+        ("MSFT", Decimal("466.5"), Decimal("466.6"), t0),
+    ]
+    assert first[1].bid_size == Decimal(3)
+    # An unchanged quote is not repeated; the next change arrives after one poll interval.
+    alpaca_server.set_quote(
+        "MSFT", bid=Decimal("466.4"), ask=Decimal("466.7"), t=t0 + timedelta(seconds=2)
+    )
+    changed = next(stream)
+    assert (changed.symbol, changed.bid) == ("MSFT", Decimal("466.4")) and naps == [0.5]
+    request = alpaca_server.requests.last(path="/v2/stocks/quotes/latest")
+    assert (
+        request is not None
+        and request.query["symbols"] == "AAPL,MSFT"
+        and request.query["feed"] == "iex"
+    )
+
+
+def test_live_quote_errors_are_provider_errors(alpaca_server: AlpacaServer) -> None:
+    alpaca_server.faults.add(status=503, path_prefix="/v2/stocks/quotes")
+    stream = alpaca_provider(alpaca_server, sleep=lambda _: None).stream_live_quotes(["AAPL"])
+    with pytest.raises(RetryableProviderError, match="503"):
+        next(stream)

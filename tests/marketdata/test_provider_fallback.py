@@ -174,3 +174,18 @@ def test_a_range_ending_before_the_last_session_is_never_stale(
     bars = fallback(alpaca, polygon).get_bars("AAPL", START, end, Timeframe.DAY_1)
 
     assert len(bars) == 5 and len(polygon.requests) == 0
+
+
+def test_live_quotes_come_from_the_primary_or_the_secondary_when_the_primary_has_none(
+    alpaca_server: AlpacaServer, polygon_server: PolygonServer
+) -> None:
+    from marketdata.providers.synthetic import SyntheticProvider
+
+    alpaca_server.set_quote("AAPL", bid=1, ask=2)
+    both = FallbackProvider(
+        alpaca_provider(alpaca_server, sleep=lambda _: None), SyntheticProvider()
+    )
+    assert next(both.stream_live_quotes(["AAPL"])).ask == 2
+    no_stream = FallbackProvider(polygon_provider(polygon_server), SyntheticProvider())
+    quote = next(no_stream.stream_live_quotes(["AAPL"]))
+    assert quote.symbol == "AAPL" and quote.bid < quote.ask

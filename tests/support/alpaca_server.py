@@ -28,6 +28,7 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, time
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -135,6 +136,8 @@ class AlpacaServer(LoopbackServer):
         self.book: BarBook[datetime] = BarBook()
         self.route("GET", r"/v2/stocks/bars", self._multi_bars)
         self.route("GET", r"/v2/stocks/(?P<symbol>[^/]+)/bars", self._single_bars)
+        self.route("GET", r"/v2/stocks/quotes/latest", self._latest_quotes)
+        self._quotes: dict[str, dict[str, Any]] = {}
 
     # -- data ------------------------------------------------------------------------------
 
@@ -196,6 +199,39 @@ class AlpacaServer(LoopbackServer):
 
     def invalid(self, message: str) -> Response:
         return 422, {}, self.error_body(422, message)
+
+    def set_quote(
+        self,
+        symbol: str,
+        *,
+        bid: Decimal | float,
+        ask: Decimal | float,
+        bid_size: int = 100,
+        ask_size: int = 100,
+        t: datetime | None = None,
+    ) -> None:
+        """The quote ``GET /v2/stocks/quotes/latest`` answers for ``symbol`` from now on."""
+        self._quotes[symbol.upper()] = {
+            "t": rfc3339(t or self.now()),
+            "bx": "V",
+            "bp": bid,
+            "bs": bid_size,
+            "ax": "V",
+            "ap": ask,
+            "as": ask_size,
+            "c": ["R"],
+            "z": "C",
+        }
+
+    def _latest_quotes(self, request: Request) -> Response:
+        symbols = [
+            s.strip().upper() for s in request.query.get("symbols", "").split(",") if s.strip()
+        ]
+        if not symbols:
+            return self.invalid("invalid symbols: at least one symbol is required")
+        if request.query.get("feed", "iex") not in FEEDS:
+            return self.invalid(f"invalid feed: {request.query['feed']!r}")
+        return 200, {}, {"quotes": {s: self._quotes[s] for s in symbols if s in self._quotes}}
 
     def _multi_bars(self, request: Request) -> Response:
         raw = request.query.get("symbols", "")
