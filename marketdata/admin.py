@@ -30,6 +30,13 @@ class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("symbol", "name", "asset_class", "exchange", "active", "created_at")
     list_filter = ("active", "asset_class", "exchange")
     search_fields = ("symbol", "name")
+    actions = ["check_quality"]
+
+    @admin.action(description="Run the daily-bar quality checks for the selected instruments")
+    def check_quality(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
+        reports = services.data_quality_run(symbols=list(queryset.values_list("symbol", flat=True)))
+        summary = ", ".join(f"{r.instrument.symbol} {r.status}" for r in reports)
+        self.message_user(request, f"Quality checked: {summary}", messages.SUCCESS)
 
 
 @admin.register(Bar)

@@ -162,3 +162,26 @@ def test_admin_retry_action_requeues_failed_jobs_only(
     assert "only FAILED jobs can be retried" in text
     failed.refresh_from_db()
     assert failed.status == JobStatus.QUEUED and queued == [failed.pk]
+
+
+def test_admin_quality_action_stores_reports(admin_client: Client) -> None:
+    services.ingestion_job_run(
+        job_id=services.ingestion_job_create(
+            provider="synthetic",
+            symbols=["SPY"],
+            timeframe=Timeframe.DAY_1,
+            start=datetime(2024, 6, 1, tzinfo=UTC),
+            end=THEN,
+        ).pk,
+        provider=SyntheticProvider(clock=ManualClock(THEN)),
+    )
+    spy = Instrument.objects.get(symbol="SPY")
+    response = admin_client.post(
+        reverse("admin:marketdata_instrument_changelist"),
+        {"action": "check_quality", "_selected_action": [spy.pk]},
+        follow=True,
+    )
+    assert (
+        "Quality checked: SPY WARNING" in response.content.decode()
+    )  # stale: the data ends in 2024
+    assert DataQualityReport.objects.get(instrument=spy).is_stale
