@@ -39,7 +39,7 @@ def get(url: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
+def embedded_env(var_dir: Path, port: int) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -48,10 +48,14 @@ def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
         )
     }
     env.update(VAR_DIR=str(var_dir), PORT=str(port), HEALTH_WORKER_MAX_AGE_SECONDS="60")
+    return env
+
+
+def start(var_dir: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "manage.py", "run_platform"],
         cwd=ROOT,
-        env=env,
+        env=embedded_env(var_dir, port),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -99,6 +103,34 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
         status, page = get(f"http://127.0.0.1:{port}/")
         assert status == 200 and "AAPL" in page and "fresh" in page
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
+        # A job queued on the filesystem broker is picked up and run by the worker.
+        queued = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "ingest_bars",
+                "--provider",
+                "synthetic",
+                "--symbols",
+                "NVDA",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-02-01",
+                "--async",
+            ],
+            cwd=ROOT,
+            env=embedded_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert queued.returncode == 0 and "Queued ingestion job" in queued.stdout, queued.stderr
+        deadline = time.monotonic() + 60
+        while "<strong>NVDA</strong>" not in page and time.monotonic() < deadline:
+            time.sleep(1)
+            page = get(f"http://127.0.0.1:{port}/")[1]
+        assert "<strong>NVDA</strong>" in page and "Succeeded" in page
     finally:
         if process.poll() is None:
             output = stop(process)
