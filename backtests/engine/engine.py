@@ -1,0 +1,403 @@
+"""The backtest engine: an event-driven loop and a vectorized path over one fill model.
+
+Event-driven: each bar goes to ``strategy.on_market_data`` in time order, then
+``generate_signals`` answers with targets; the strategy never holds a bar from the future.
+Vectorized: ``strategy.signals_frame`` computes the targets over whole arrays, and only the
+bars where a target changes (or an order is working) are visited; equity is rebuilt with
+NumPy from the fills. Both paths drive the same ``ExecutionSimulator`` with the same calls in
+the same order, so they produce the same trades, to the last bit, for any strategy whose two
+forms agree.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtests.engine.config import BacktestConfig
+from backtests.engine.data import COLUMNS, MarketData
+from backtests.engine.metrics import compute_metrics, periods_per_year
+from backtests.engine.results import (
+    BacktestResult,
+    EquityCurve,
+    FillRecord,
+    OpenPosition,
+    Trade,
+    money,
+    price,
+    quantity,
+)
+from backtests.engine.simulator import ExecutionSimulator
+from quant.core.errors import ApplicationError, ValidationError
+from quant.strategies.base import Fill, FloatArray, PriceBar, Signal, Strategy, Target
+
+ProgressCallback = Callable[[float], None]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TARGETS = {-1.0: Target.SHORT, 0.0: Target.FLAT, 1.0: Target.LONG}
+CancelCheck = Callable[[], bool]
+
+
+class EngineMode(enum.StrEnum):
+    EVENT = "event"
+    VECTORIZED = "vectorized"
+
+
+class BacktestCancelled(ApplicationError):
+    code = "cancelled"
+    http_status = 409
+
+
+class StrategyFailed(ApplicationError):
+    """The strategy's own code raised: the message names the strategy, the bar and the error."""
+
+    code = "strategy_error"
+    http_status = 422
+
+
+class BacktestEngine:
+    """Runs one strategy over aligned bars with one ``BacktestConfig``."""
+
+    def run(
+        self,
+        strategy: Strategy,
+        data: MarketData,
+        config: BacktestConfig,
+        *,
+        mode: EngineMode | str = EngineMode.EVENT,
+        strategy_config: Mapping[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> BacktestResult:
+        mode = EngineMode(mode)
+        unknown = [s for s in strategy.symbols if s not in data.symbols]
+        if unknown:
+            raise ValidationError(f"no bars given for the strategy's symbols {', '.join(unknown)}")
+        if mode is EngineMode.VECTORIZED and not strategy.supports_vectorized:
+            raise ValidationError(f"strategy {strategy.name!r} has no vectorized form")
+        run = _Run(strategy, data, config, progress, should_cancel)
+        curve = run.events() if mode is EngineMode.EVENT else run.vectorized()
+        return run.result(curve, mode, dict(strategy_config or {}))
+
+
+class _Run:
+    def __init__(
+        self,
+        strategy: Strategy,
+        data: MarketData,
+        config: BacktestConfig,
+        progress: ProgressCallback | None,
+        should_cancel: CancelCheck | None,
+    ) -> None:
+        self.strategy, self.data, self.config = strategy, data, config
+        self.progress, self.should_cancel = progress, should_cancel
+        self.sim = ExecutionSimulator(config, data.symbols)
+        self.last_target: dict[str, int] = dict.fromkeys(data.symbols, int(Target.FLAT))
+        self.index = pd.DatetimeIndex(data.ts, tz="UTC")
+        self.rows = {s: _Rows(data.columns[s]) for s in data.symbols}
+        self._micros = data.ts.astype("datetime64[us]").astype(np.int64)
+
+    def stamp(self, i: int) -> datetime:
+        """Bar i's start as an aware datetime (cheap enough to call per visited bar)."""
+        return EPOCH + timedelta(microseconds=int(self._micros[i]))
+
+    # --- shared steps (both paths call exactly these, in this order) ----------------------
+    def work_orders(self, i: int, ts: datetime) -> None:
+        sim = self.sim
+        present = [s for s in self.data.symbols if self.rows[s].has[i]]
+        for symbol in present:
+            sim.marks[symbol] = self.rows[symbol].open[i]
+        for symbol in present:
+            for fill in sim.process(symbol, i, ts, self.rows[symbol].bar(i)):
+                self._on_fill(fill, ts)
+
+    def act(self, signals: Sequence[Signal], i: int, ts: datetime) -> None:
+        changed: list[Signal] = []
+        for signal in signals:
+            symbol = signal.symbol
+            if symbol not in self.last_target:
+                raise StrategyFailed(
+                    f"strategy {self.strategy.name!r} signalled {symbol!r}, which is not in the run"
+                )
+            if not self.rows[symbol].has[i]:
+                raise StrategyFailed(
+                    f"strategy {self.strategy.name!r} signalled {symbol} at {ts.isoformat()}, "
+                    "where it has no bar"
+                )
+            if int(signal.target) != self.last_target[symbol]:
+                self.last_target[symbol] = int(signal.target)
+                changed.append(signal)
+        if not changed:
+            return
+        for signal in changed:
+            self.sim.cancel_symbol(signal.symbol)
+        try:
+            orders = self.strategy.risk_check(changed, self.sim.state(ts))
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise self._failed("risk_check", ts, exc) from exc
+        for order in orders:
+            for fill in self.sim.submit(order, i, ts, self.rows[order.symbol].bar(i)):
+                self._on_fill(fill, ts)
+
+    def _on_fill(self, fill: Fill, ts: datetime) -> None:
+        try:
+            self.strategy.on_fill(fill)
+        except Exception as exc:
+            raise self._failed("on_fill", ts, exc) from exc
+
+    def _failed(self, where: str, ts: datetime, exc: Exception) -> StrategyFailed:
+        return StrategyFailed(
+            f"strategy {self.strategy.name!r} raised in {where} at {ts.isoformat()}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    def _checkpoint(self, done: float) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise BacktestCancelled("the run was cancelled")
+        if self.progress is not None:
+            self.progress(done)
+
+    # --- event-driven path --------------------------------------------------------------
+    def events(self) -> EquityCurve:
+        data, sim, strategy = self.data, self.sim, self.strategy
+        n = len(data)
+        stamps = self.index.to_pydatetime().tolist()
+        symbols = data.symbols
+        rows = [(s, self.rows[s].as_lists()) for s in symbols]
+        day = data.ts.astype("datetime64[D]")
+        session_end = np.append(day[1:] != day[:-1], True).tolist()
+        equity, cash, gross = np.empty(n), np.empty(n), np.empty(n)
+        every = max(n // 100, 2_000)
+        on_bar, generate = strategy.on_market_data, strategy.generate_signals
+        i = 0
+        try:
+            for i in range(n):
+                ts = stamps[i]
+                if sim.working:
+                    self.work_orders(i, ts)
+                for symbol, r in rows:
+                    if r.has[i]:
+                        close = r.close[i]
+                        sim.marks[symbol] = close
+                        on_bar(
+                            PriceBar(symbol, ts, r.open[i], r.high[i], r.low[i], close, r.volume[i])
+                        )
+                state = sim.state(ts)
+                signals = generate(state)
+                fills_before = len(sim.events)
+                if signals:
+                    self.act(signals, i, ts)
+                value = state.equity if len(sim.events) == fills_before else sim.equity()
+                equity[i], cash[i], gross[i] = value, sim.cash, sim.gross_exposure()
+                if session_end[i]:
+                    strategy.daily_close()
+                if i % every == 0:
+                    self._checkpoint(i / n)
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise self._failed("on_market_data / generate_signals", stamps[i], exc) from exc
+        self._checkpoint(1.0)
+        return EquityCurve(ts=data.ts, equity=equity, cash=cash, gross_exposure=gross)
+
+    # --- vectorized path ----------------------------------------------------------------
+    def vectorized(self) -> EquityCurve:
+        data, sim = self.data, self.sim
+        n = len(data)
+        try:
+            targets = self.strategy.signals_frame(data.columns)
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise StrategyFailed(
+                f"strategy {self.strategy.name!r} raised in signals_frame: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        changes = self._target_changes(targets)
+        self._checkpoint(0.2)
+        change_at = sorted(changes)
+        filled = {s: data.close_filled(s) for s in data.symbols}
+        k, i = 0, change_at[0] if change_at else n
+        while i < n:
+            ts = self.stamp(i)
+            if sim.working:
+                for symbol in data.symbols:  # where the event loop's marks stand at bar i's open
+                    sim.marks[symbol] = float(filled[symbol][i - 1]) if i else 0.0
+                self.work_orders(i, ts)
+            for symbol in data.symbols:
+                sim.marks[symbol] = float(filled[symbol][i])
+            if k < len(change_at) and change_at[k] == i:
+                self.act(changes[i], i, ts)
+                k += 1
+            following = change_at[k] if k < len(change_at) else n
+            i = min(i + 1, following) if sim.working else following
+        self._checkpoint(0.8)
+        return self._curve_from_fills(filled)
+
+    def _target_changes(self, targets: Mapping[str, FloatArray]) -> dict[int, list[Signal]]:
+        n = len(self.data)
+        changes: dict[int, list[Signal]] = {}
+        for symbol in self.data.symbols:
+            values = np.asarray(targets.get(symbol, np.full(n, np.nan)), dtype=np.float64)
+            if values.shape != (n,):
+                raise StrategyFailed(
+                    f"strategy {self.strategy.name!r}: signals_frame gave {values.shape} values "
+                    f"for {symbol}, expected ({n},)"
+                )
+            at = np.flatnonzero(~np.isnan(values))
+            wanted = values[at]
+            if not np.isin(wanted, (-1.0, 0.0, 1.0)).all():
+                raise StrategyFailed(
+                    f"strategy {self.strategy.name!r}: targets must be -1, 0, 1 or NaN ({symbol})"
+                )
+            before = np.concatenate(([0.0], wanted[:-1]))
+            moved = wanted != before
+            for i, target in zip(at[moved].tolist(), wanted[moved].tolist(), strict=True):
+                if not self.rows[symbol].has[i]:
+                    raise StrategyFailed(
+                        f"strategy {self.strategy.name!r} signalled {symbol} at "
+                        f"{self.index[i].isoformat()}, where it has no bar"
+                    )
+                changes.setdefault(i, []).append(Signal(symbol=symbol, target=TARGETS[target]))
+        return changes
+
+    def _curve_from_fills(self, filled: Mapping[str, FloatArray]) -> EquityCurve:
+        n, events = len(self.data), self.sim.events
+        bars = np.arange(n)
+        cash = np.full(n, float(self.config.initial_capital))
+        if events:
+            at = np.array([e.index for e in events])
+            after = np.array([e.cash_after for e in events])
+            last = np.searchsorted(at, bars, side="right") - 1
+            cash = np.where(last >= 0, after[np.maximum(last, 0)], cash)
+        equity, gross = cash.copy(), np.zeros(n)
+        for symbol in self.data.symbols:
+            mine = [e for e in events if e.fill.symbol == symbol]
+            if not mine:
+                continue
+            at = np.array([e.index for e in mine])
+            held = np.array([e.position_after for e in mine])
+            last = np.searchsorted(at, bars, side="right") - 1
+            qty = np.where(last >= 0, held[np.maximum(last, 0)], 0.0)
+            value = qty * filled[symbol]
+            equity = equity + value
+            gross = gross + np.abs(value)
+        return EquityCurve(ts=self.data.ts, equity=equity, cash=cash, gross_exposure=gross)
+
+    # --- result -------------------------------------------------------------------------
+    def result(
+        self, curve: EquityCurve, mode: EngineMode, strategy_config: dict[str, Any]
+    ) -> BacktestResult:
+        sim, config = self.sim, self.config
+        trades = [
+            Trade(
+                symbol=t.symbol,
+                side="long" if t.direction > 0 else "short",
+                quantity=quantity(t.quantity),
+                entry_time=t.entry_ts,
+                entry_price=price(t.entry_price),
+                exit_time=t.exit_ts,
+                exit_price=price(t.exit_price),
+                commission=money(t.commission),
+                pnl=money(t.pnl),
+                bars_held=t.bars_held,
+            )
+            for t in sim.closed
+        ]
+        fills = [
+            FillRecord(
+                symbol=e.fill.symbol,
+                side=e.fill.side.value,
+                quantity=quantity(e.fill.quantity),
+                price=price(e.fill.price),
+                commission=money(e.fill.commission),
+                ts=e.fill.ts,
+                intent=e.fill.intent.value,
+                order_id=e.fill.order_id,
+            )
+            for e in sim.events
+        ]
+        positions = []
+        for symbol, trade in sim.open_trades.items():
+            held, last = sim.positions[symbol], sim.marks[symbol]
+            entry = trade.entry_value / trade.entry_qty
+            positions.append(
+                OpenPosition(
+                    symbol=symbol,
+                    side="long" if held > 0 else "short",
+                    quantity=quantity(abs(held)),
+                    entry_time=trade.entry_ts,
+                    entry_price=price(entry),
+                    last_price=price(last),
+                    market_value=money(held * last),
+                    unrealized_pnl=money((last - entry) * held - trade.commission),
+                )
+            )
+        metrics = compute_metrics(
+            equity=curve,
+            trades=trades,
+            initial_capital=config.initial_capital,
+            periods_per_year=periods_per_year(config.timeframe),
+            traded_notional=sim.traded_notional,
+        )
+        stamps = self.index
+        return BacktestResult(
+            strategy_id=str(strategy_config.get("name") or self.strategy.name),
+            config=config,
+            strategy_config=strategy_config,
+            equity_curve=curve,
+            trades=trades,
+            fills=fills,
+            open_positions=positions,
+            metrics=metrics,
+            start_time=self.stamp(0) if len(stamps) else None,
+            end_time=self.stamp(len(stamps) - 1) if len(stamps) else None,
+            metadata={
+                "engine_mode": mode.value,
+                "strategy_class": self.strategy.name,
+                "interface_version": self.strategy.interface_version,
+                "symbols": list(self.data.symbols),
+                "bars": len(self.data),
+                "unfilled_orders": len(sim.working),
+                "rejections": [
+                    {"ts": stamps[r.index].isoformat(), "symbol": r.symbol, "reason": r.reason}
+                    for r in sim.rejections[:100]
+                ],
+                "rejection_count": len(sim.rejections),
+            },
+            closes={s: self.data.columns[s]["close"] for s in self.data.symbols},
+        )
+
+
+class _Rows:
+    """One symbol's columns. The event loop reads Python lists (``as_lists``), which are far
+    cheaper per bar than NumPy scalars; the vectorized path reads the arrays at few bars."""
+
+    def __init__(self, columns: Mapping[str, FloatArray]) -> None:
+        self.columns = columns
+        self.open, self.high, self.low, self.close, self.volume = (
+            columns[name] for name in COLUMNS
+        )
+        self.has: Any = ~np.isnan(columns["close"])
+
+    def as_lists(self) -> _Rows:
+        self.open, self.high, self.low, self.close, self.volume = (
+            self.columns[name].tolist() for name in COLUMNS
+        )
+        self.has = (~np.isnan(self.columns["close"])).tolist()
+        return self
+
+    def bar(self, i: int) -> tuple[float, float, float, float, float]:
+        return (
+            float(self.open[i]),
+            float(self.high[i]),
+            float(self.low[i]),
+            float(self.close[i]),
+            float(self.volume[i]),
+        )

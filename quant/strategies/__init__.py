@@ -1,0 +1,1 @@
+"""Strategy plugin interface, registry, YAML configs and the built-in strategies."""
