@@ -1,0 +1,213 @@
+"""Writes of the research app: strategies and their config versions, synced from YAML files.
+
+Loading a directory is all or nothing: every file is read and validated first, and one
+problem anywhere (each reported with its file and field) means nothing is written at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+
+from quant.core.errors import ValidationError
+from quant.models import Strategy, StrategyVersion, VersionSource
+from quant.strategies.config import StrategyConfig, config_load
+
+log = structlog.get_logger(__name__)
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One validated config and the file it came from."""
+
+    path: Path
+    config: StrategyConfig
+
+
+@dataclass(frozen=True)
+class LoadedStrategy:
+    """What loading one file did: ``created`` is True when a new version was stored."""
+
+    path: Path
+    name: str
+    version: int
+    created: bool
+
+    @property
+    def summary(self) -> str:
+        if not self.created:
+            return f"{self.name}: unchanged (version {self.version})"
+        what = "new" if self.version == 1 else "changed"
+        return f"{self.name}: version {self.version} ({what})"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    results: tuple[LoadedStrategy, ...]
+
+    @property
+    def created(self) -> int:
+        return sum(r.created for r in self.results)
+
+
+def strategy_version_ensure(
+    *, config: StrategyConfig, source: str, source_path: str = ""
+) -> tuple[StrategyVersion, bool]:
+    """The strategy's current version for ``config``, storing a new one when it differs.
+
+    A new version is stored when the config's content hash (or the class's interface
+    version) differs from the *current* version; a config equal to an older version gets a
+    new number (history is linear). Returns ``(version, created)``.
+    """
+    if source not in VersionSource.values:
+        raise ValidationError(
+            f"unknown version source {source!r}: use one of {', '.join(VersionSource.values)}"
+        )
+    source = VersionSource(source).value
+    content_hash = config.content_hash()
+    interface_version = config.strategy_class().interface_version
+    with transaction.atomic():
+        Strategy.objects.get_or_create(name=config.name, defaults=_denormalized(config))
+        # The row lock serializes concurrent loads of one strategy, so numbers never collide.
+        strategy = (
+            Strategy.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(name=config.name)
+        )
+        current = strategy.current_version
+        if (
+            current is not None
+            and current.content_hash == content_hash
+            and current.interface_version == interface_version
+        ):
+            if source_path and strategy.source_path != source_path:
+                strategy.source_path = source_path
+                strategy.save(update_fields=["source_path", "updated_at"])
+            return current, False
+        last = strategy.versions.order_by("-number").values_list("number", flat=True).first()
+        version = StrategyVersion.objects.create(
+            strategy=strategy,
+            number=(last or 0) + 1,
+            config=config.as_dict(),
+            content_hash=content_hash,
+            interface_version=interface_version,
+            source=source,
+        )
+        for field, value in _denormalized(config).items():
+            setattr(strategy, field, value)
+        strategy.current_version = version
+        update_fields = [*_denormalized(config), "current_version", "updated_at"]
+        if source_path:
+            strategy.source_path = source_path
+            update_fields.append("source_path")
+        strategy.save(update_fields=update_fields)
+    log.info(
+        "strategy.version_created",
+        strategy=strategy.name,
+        version=version.number,
+        content_hash=content_hash[:12],
+        source=source,
+    )
+    return version, True
+
+
+def _denormalized(config: StrategyConfig) -> dict[str, object]:
+    return {
+        "class_name": config.class_name,
+        "description": config.description,
+        "symbols": list(config.symbols),
+        "timeframe": config.timeframe,
+    }
+
+
+def strategy_configs_validate(*, path: Path) -> list[ConfigFile]:
+    """Read and validate every config under ``path`` (a directory or one file); no writes.
+
+    Raises one ValidationError listing every problem of every file, each line naming the
+    file (and the field), including two files that claim the same strategy name.
+    """
+    files = _config_files(path)
+    configs: list[ConfigFile] = []
+    problems: dict[str, list[str]] = {}
+    for file in files:
+        try:
+            configs.append(ConfigFile(path=file, config=config_load(file)))
+        except ValidationError as error:
+            listed = error.details.get("problems")
+            problems[str(file)] = list(listed) if listed else [error.message]
+    seen: dict[str, Path] = {}
+    for item in configs:
+        other = seen.setdefault(item.config.name, item.path)
+        if other != item.path:
+            problems.setdefault(str(item.path), []).append(
+                f"name: {item.config.name!r} is already used by {other}"
+            )
+    if problems:
+        lines = [
+            f"{file}: {problem}"
+            if not problem.startswith(file)
+            else problem  # YAML and read errors already start with the path
+            for file, listed in problems.items()
+            for problem in listed
+        ]
+        raise ValidationError(
+            f"{len(problems)} of {len(files)} strategy config file(s) invalid, nothing loaded:\n"
+            + "\n".join(f"  {line}" for line in lines),
+            details={"files": problems},
+        )
+    return configs
+
+
+def strategies_load_directory(*, path: Path) -> LoadReport:
+    """Sync every config under ``path`` (a directory or one file) into the database.
+
+    All files are validated before anything is written, and all versions are written in one
+    transaction: either every file is loaded or none is.
+    """
+    configs = strategy_configs_validate(path=path)
+    with transaction.atomic():
+        results = tuple(
+            _load_one(item.path, item.config, source_path=_display_path(item.path))
+            for item in configs
+        )
+    log.info(
+        "strategies.loaded",
+        path=str(path),
+        files=len(results),
+        versions_created=sum(r.created for r in results),
+    )
+    return LoadReport(results=results)
+
+
+def _load_one(path: Path, config: StrategyConfig, *, source_path: str) -> LoadedStrategy:
+    version, created = strategy_version_ensure(
+        config=config, source=VersionSource.FILE, source_path=source_path
+    )
+    return LoadedStrategy(path=path, name=config.name, version=version.number, created=created)
+
+
+def _config_files(path: Path) -> Sequence[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ValidationError(f"{path}: no such file or directory")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CONFIG_SUFFIXES)
+    if not files:
+        raise ValidationError(f"{path}: no strategy configs (*.yaml, *.yml) in this directory")
+    return files
+
+
+def _display_path(path: Path) -> str:
+    """The file's path relative to the project when it lies inside it, else absolute."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path(settings.BASE_DIR).resolve()))
+    except ValueError:
+        return str(resolved)
