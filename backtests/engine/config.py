@@ -37,6 +37,7 @@ class BacktestConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        valid: dict[str, Decimal] = {}  # only these may be compared (NaN or text would raise)
         for name in (
             "initial_capital",
             "commission_per_trade",
@@ -52,16 +53,22 @@ class BacktestConfig:
             object.__setattr__(self, name, decimal)
             if not decimal.is_finite() or decimal < 0:
                 problems.append(f"{name}: must be a finite number >= 0, got {value}")
-        if self.initial_capital <= 0:
+            else:
+                valid[name] = decimal
+        if "initial_capital" in valid and valid["initial_capital"] <= 0:
             problems.append("initial_capital: must be > 0")
-        if self.slippage_bps >= 10_000:
+        if "slippage_bps" in valid and valid["slippage_bps"] >= 10_000:
             problems.append("slippage_bps: must be below 10000 (100%)")
         cap = self.max_volume_participation
         if cap is not None:
-            cap = Decimal(str(cap))
-            object.__setattr__(self, "max_volume_participation", cap)
-            if not (0 < cap <= 1):
-                problems.append("max_volume_participation: must be in (0, 1]")
+            try:
+                cap = Decimal(str(cap))
+            except InvalidOperation:
+                problems.append(f"max_volume_participation: {cap!r} is not a number")
+            else:
+                object.__setattr__(self, "max_volume_participation", cap)
+                if not (cap.is_finite() and 0 < cap <= 1):
+                    problems.append("max_volume_participation: must be in (0, 1]")
         try:
             object.__setattr__(self, "fill_at", FillAt(self.fill_at))
         except ValueError:

@@ -101,7 +101,10 @@ def _checked(
         raise ValidationError(f"{symbol}: bars need a DatetimeIndex of bar start times")
     index = frame.index
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    frame = frame.set_axis(index, axis=0).astype("float64")
+    try:
+        frame = frame.set_axis(index, axis=0).astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{symbol}: bars hold a value that is not a number ({exc})") from None
     if not index.is_monotonic_increasing:
         frame = frame.sort_index()
     if frame.index.has_duplicates:
@@ -116,6 +119,11 @@ def _checked(
         row, col = np.argwhere(np.isnan(values))[0]
         raise ValidationError(
             f"{symbol}: {COLUMNS[col]} is missing at {frame.index[row].isoformat()}"
+        )
+    if np.isinf(values).any():
+        row, col = np.argwhere(np.isinf(values))[0]
+        raise ValidationError(
+            f"{symbol}: {COLUMNS[col]} is infinite at {frame.index[row].isoformat()}"
         )
     prices = values[:, :4]
     bad = (prices <= 0).any(axis=1) | (values[:, 4] < 0)

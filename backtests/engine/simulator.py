@@ -231,13 +231,16 @@ class ExecutionSimulator:
         qty = order.total - order.filled
         if self.participation is not None:
             qty = min(qty, math.floor(volume * self.participation))
+        unimpacted = px
         if qty > 0 and self.impact and volume > 0:
-            px = px * (1.0 + sign * self.impact * qty / volume)
+            px = unimpacted * (1.0 + sign * self.impact * qty / volume)
         if request.side is Side.BUY and request.intent is OrderIntent.ENTRY:
             affordable = math.floor((self.cash - self.commission) / px)
             if qty > affordable:
                 qty = max(affordable, 0)
                 order.total = order.filled + qty  # the rest can never be paid for
+                if qty > 0 and self.impact and volume > 0:  # the impact of what is taken
+                    px = unimpacted * (1.0 + sign * self.impact * qty / volume)
         if qty <= 0:
             return None
         order.filled += qty
