@@ -1,1 +1,141 @@
-"""Models of the backtests app arrive with their issue; the app and its migrations package exist now."""
+"""Backtest runs: what ran (strategy version, config snapshot, data range), how it went
+(state machine, progress) and what came out (metrics, trades, equity, report files)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# The run state machine: the statuses each status may be reached from. A redelivered task
+# may restart a RUNNING run (its worker died); results are written only with the final change.
+RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    RunStatus.RUNNING: (RunStatus.QUEUED, RunStatus.RUNNING),
+    RunStatus.SUCCEEDED: (RunStatus.RUNNING,),
+    RunStatus.FAILED: (RunStatus.QUEUED, RunStatus.RUNNING),
+    RunStatus.CANCELLED: (RunStatus.QUEUED, RunStatus.RUNNING),
+}
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class EngineModeChoice(models.TextChoices):
+    EVENT = "event", "Event-driven"
+    VECTORIZED = "vectorized", "Vectorized"
+
+
+def report_path(run: BacktestRun, filename: str) -> str:
+    return f"backtests/run-{run.pk}/{filename}"
+
+
+class BacktestRun(models.Model):
+    strategy = models.ForeignKey(
+        "quant.Strategy", on_delete=models.PROTECT, related_name="backtest_runs"
+    )
+    strategy_version = models.ForeignKey(
+        "quant.StrategyVersion", on_delete=models.PROTECT, related_name="backtest_runs"
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    cancel_requested = models.BooleanField(default=False)
+    engine_mode = models.CharField(
+        max_length=10, choices=EngineModeChoice.choices, default=EngineModeChoice.EVENT
+    )
+    # exactly what ran: the strategy config of the version and the backtest config
+    strategy_config = models.JSONField()
+    backtest_config = models.JSONField()
+    symbols = models.JSONField(default=list)
+    timeframe = models.CharField(max_length=8)
+    start = models.DateTimeField(null=True, blank=True, help_text="Requested first bar (UTC)")
+    end = models.DateTimeField(null=True, blank=True, help_text="Requested last bar (UTC)")
+    data_start = models.DateTimeField(null=True, blank=True, help_text="First bar used")
+    data_end = models.DateTimeField(null=True, blank=True, help_text="Last bar used")
+    bar_count = models.PositiveIntegerField(null=True, blank=True)
+    metrics = models.JSONField(null=True, blank=True)
+    final_equity = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    total_trades = models.PositiveIntegerField(null=True, blank=True)
+    equity_curve = models.JSONField(
+        null=True, blank=True, help_text="Equity points (at most 5000; the JSON report has all)"
+    )
+    open_positions = models.JSONField(null=True, blank=True)
+    report_json = models.FileField(upload_to=report_path, blank=True, max_length=255)
+    report_html = models.FileField(upload_to=report_path, blank=True, max_length=255)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="backtestrun_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="backtestrun_progress_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(start__isnull=True)
+                | Q(end__isnull=True)
+                | Q(start__lte=models.F("end")),
+                name="backtestrun_start_before_end",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status"],
+                name="backtestrun_active",
+                condition=Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]),
+            ),
+            models.Index(fields=["strategy", "-created_at"], name="backtestrun_by_strategy"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.strategy_config.get('name', '?')}, {self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class BacktestTrade(models.Model):
+    """A closed round trip of a run (open positions at the end live in ``open_positions``)."""
+
+    run = models.ForeignKey(BacktestRun, on_delete=models.CASCADE, related_name="trades")
+    seq = models.PositiveIntegerField()
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=5, choices=[("long", "Long"), ("short", "Short")])
+    quantity = models.DecimalField(max_digits=20, decimal_places=6)
+    entry_time = models.DateTimeField()
+    entry_price = models.DecimalField(max_digits=20, decimal_places=6)
+    exit_time = models.DateTimeField()
+    exit_price = models.DecimalField(max_digits=20, decimal_places=6)
+    commission = models.DecimalField(max_digits=16, decimal_places=2)
+    pnl = models.DecimalField(max_digits=20, decimal_places=2)
+    bars_held = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="backtesttrade_unique_seq"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="backtesttrade_quantity_gt_0"),
+            models.CheckConstraint(
+                condition=Q(exit_time__gte=models.F("entry_time")),
+                name="backtesttrade_exit_after_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} {self.entry_time:%Y-%m-%d}"

@@ -38,6 +38,7 @@ from quant.strategies.base import Fill, FloatArray, PriceBar, Signal, Strategy, 
 
 ProgressCallback = Callable[[float], None]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHECKPOINT_BARS = 2_000  # the event loop checks for cancel and reports progress this often
 TARGETS = {-1.0: Target.SHORT, 0.0: Target.FLAT, 1.0: Target.LONG}
 CancelCheck = Callable[[], bool]
 
@@ -173,7 +174,7 @@ class _Run:
         day = data.ts.astype("datetime64[D]")
         session_end = np.append(day[1:] != day[:-1], True).tolist()
         equity, cash, gross = np.empty(n), np.empty(n), np.empty(n)
-        every = max(n // 100, 2_000)
+        every = max(n // 100, CHECKPOINT_BARS)
         on_bar, generate = strategy.on_market_data, strategy.generate_signals
         i = 0
         try:
@@ -237,8 +238,11 @@ class _Run:
                 k += 1
             following = change_at[k] if k < len(change_at) else n
             i = min(i + 1, following) if sim.working else following
-        self._checkpoint(0.8)
-        return self._curve_from_fills(filled)
+        for symbol in data.symbols:  # value what is still open at the last bar, as events do
+            sim.marks[symbol] = float(filled[symbol][-1]) if n else 0.0
+        curve = self._curve_from_fills(filled)
+        self._checkpoint(1.0)
+        return curve
 
     def _target_changes(self, targets: Mapping[str, FloatArray]) -> dict[int, list[Signal]]:
         n = len(self.data)

@@ -24,12 +24,17 @@ def money(value: float) -> Decimal:
     return Decimal(repr(float(value))).quantize(CENT)
 
 
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros, yet never in exponent form (100, not 1E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
 def price(value: float) -> Decimal:
-    return Decimal(repr(float(value))).quantize(PRICE).normalize()
+    return _plain(Decimal(repr(float(value))).quantize(PRICE))
 
 
 def quantity(value: float) -> Decimal:
-    return Decimal(repr(float(value))).normalize()
+    return _plain(Decimal(repr(float(value))))
 
 
 @dataclass(frozen=True)

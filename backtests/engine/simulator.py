@@ -151,6 +151,14 @@ class ExecutionSimulator:
         """Accept an order after bar ``index`` closed; a CLOSE-timed market order fills now."""
         order = WorkingOrder(self._next_id, request, index)
         self._next_id += 1
+        missing = (request.order_type is OrderType.LIMIT and request.limit_price is None) or (
+            request.order_type is OrderType.STOP and request.stop_price is None
+        )
+        if missing:
+            self.rejections.append(
+                Rejection(index, request.symbol, f"{request.order_type} order without its price")
+            )
+            return []
         if request.order_type is OrderType.MARKET and self.fill_at_close:
             fill = self._fill(order, index, ts, bar[3], bar[4], slipped=True)
             if order.total is not None and order.filled < order.total:

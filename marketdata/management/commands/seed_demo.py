@@ -1,4 +1,5 @@
-"""``manage.py seed_demo``: demo instruments, synthetic daily bars and the demo admin user."""
+"""``manage.py seed_demo``: demo instruments, synthetic daily bars, the shipped strategies, a
+finished demo backtest and the demo admin user."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from backtests.demo import demo_backtest_ensure
 from marketdata.demo import DEMO_ADMIN_USERNAME, DEMO_INSTRUMENTS, DEMO_YEARS, demo_seed
 from marketdata.models import JobStatus
 
@@ -31,6 +33,17 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Demo data: {len(DEMO_INSTRUMENTS)} instruments, {seed.job.rows_written} bars written, "
                 f"{seed.job.rows_unchanged} unchanged (job #{seed.job.pk})."
+            )
+        demo = demo_backtest_ensure()
+        for loaded in demo.strategies.results:
+            self.stdout.write(f"Strategy {loaded.summary}")
+        if demo.run is not None:
+            run = demo.run
+            if run.status != "succeeded":
+                raise CommandError(f"demo backtest run {run.pk} {run.status}: {run.error_message}")
+            self.stdout.write(
+                f"Demo backtest: run {run.pk} of {run.strategy_config['name']}, "
+                f"{run.total_trades} trades, final equity {run.final_equity}."
             )
         if seed.admin_password:
             self.stdout.write(

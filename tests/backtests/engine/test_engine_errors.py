@@ -298,16 +298,7 @@ def test_should_cancel_stops_the_run(mode: str) -> None:
 
 @pytest.mark.parametrize(
     "mode",
-    [
-        "event",
-        pytest.param(
-            "vectorized",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine.py bug: _Run.vectorized reports 0.2 and 0.8 but never 1.0",
-            ),
-        ),
-    ],
+    ["event", "vectorized"],
 )
 def test_progress_is_non_decreasing_and_ends_at_one(mode: str) -> None:
     seen: list[float] = []

@@ -595,11 +595,6 @@ def test_an_open_position_at_the_end_is_valued_at_the_last_close() -> None:
     assert result.metrics.final_equity == D("10781.10")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py bug: the vectorized path leaves sim.marks at the last bar it visited, "
-    "so result() values open positions at that bar's close instead of the last close",
-)
 def test_vectorized_path_values_open_positions_like_the_event_path() -> None:
     script = {"SPY": {1: LONG}}
     frames = {"SPY": bars([100, 100, 105, 108])}

@@ -1,0 +1,250 @@
+"""Admin: start a backtest from a form, watch it, cancel or re-run it, read its results."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from backtests import services
+from backtests.engine import BacktestConfig, EngineMode, FillAt
+from backtests.models import BacktestRun, BacktestTrade
+from quant.core.errors import ApplicationError, ConflictError
+from quant.models import Strategy
+
+TRADES_SHOWN = 200
+
+
+class BacktestStartForm(forms.ModelForm):  # type: ignore[type-arg]
+    """What a user picks to start a run; everything else comes from the strategy version."""
+
+    strategy = forms.ModelChoiceField(
+        queryset=Strategy.objects.filter(is_active=True, current_version__isnull=False)
+    )
+    start_day = forms.DateField(required=False, help_text="First day (empty: all data)")
+    end_day = forms.DateField(required=False, help_text="Last day, inclusive (empty: all data)")
+    initial_capital = forms.DecimalField(initial="100000", min_value=1, decimal_places=2)
+    commission = forms.DecimalField(
+        initial="1.00", min_value=0, decimal_places=4, help_text="Per fill, in dollars"
+    )
+    slippage_bps = forms.DecimalField(initial="10", min_value=0, max_value=9999)
+    fill_at = forms.ChoiceField(choices=[(f.value, f.value) for f in FillAt], initial="close")
+    mode = forms.ChoiceField(
+        choices=[(m.value, m.value) for m in EngineMode], initial=EngineMode.EVENT.value
+    )
+
+    class Meta:
+        model = BacktestRun
+        fields: list[str] = []
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start_day"), data.get("end_day")
+        if start and end and start > end:
+            raise forms.ValidationError("The first day is after the last day.")
+        try:
+            data["config"] = BacktestConfig(
+                initial_capital=Decimal(data.get("initial_capital") or 0),
+                commission_per_trade=Decimal(data.get("commission") or 0),
+                slippage_bps=Decimal(data.get("slippage_bps") or 0),
+                start_date=_moment(start),
+                end_date=_moment(end, last=True),
+                fill_at=FillAt(data.get("fill_at") or FillAt.CLOSE),
+            )
+        except ApplicationError as error:
+            raise forms.ValidationError(error.message) from None
+        return data
+
+
+def _moment(day: date | None, *, last: bool = False) -> datetime | None:
+    if day is None:
+        return None
+    moment = datetime.combine(day, time(), tzinfo=UTC)
+    return moment + timedelta(days=1, microseconds=-1) if last else moment
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "id",
+        "strategy",
+        "version",
+        "status",
+        "progress_pct",
+        "symbol_list",
+        "period",
+        "final_equity",
+        "total_trades",
+        "created_at",
+    )
+    list_filter = ("status", "strategy", "engine_mode")
+    list_select_related = ("strategy", "strategy_version")
+    actions = ["rerun", "cancel"]
+    readonly_fields = (
+        "strategy",
+        "strategy_version",
+        "status",
+        "progress_pct",
+        "error_message",
+        "engine_mode",
+        "symbol_list",
+        "timeframe",
+        "start",
+        "end",
+        "data_start",
+        "data_end",
+        "bar_count",
+        "final_equity",
+        "total_trades",
+        "metrics_table",
+        "reports",
+        "trades_table",
+        "open_positions",
+        "backtest_config",
+        "strategy_config",
+        "cancel_requested",
+        "task_id",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = BacktestStartForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [
+                "strategy",
+                "start_day",
+                "end_day",
+                "initial_capital",
+                "commission",
+                "slippage_bps",
+                "fill_at",
+                "mode",
+            ]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: BacktestRun, form: Any, change: bool) -> None:
+        """Create the run through the service and queue it (never a bare ModelForm save)."""
+        strategy: Strategy = form.cleaned_data["strategy"]
+        assert strategy.current_version is not None
+        run = services.backtest_run_create(
+            strategy_version=strategy.current_version,
+            config=form.cleaned_data["config"],
+            mode=form.cleaned_data["mode"],
+            requested_by=request.user,  # type: ignore[arg-type]
+        )
+        services.backtest_run_submit(run=run)
+        obj.pk = run.pk
+        obj.__dict__.update(run.__dict__)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # the service stored everything
+
+    @admin.action(description="Re-run the selected backtests")
+    def rerun(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
+        with transaction.atomic():
+            new = [services.backtest_run_rerun(run=r, requested_by=request.user) for r in queryset]  # type: ignore[arg-type]
+        ids = ", ".join(str(r.pk) for r in new)
+        self.message_user(request, f"Queued {len(new)} run(s): {ids}", messages.SUCCESS)
+
+    @admin.action(description="Cancel the selected backtests")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
+        for run in queryset:
+            try:
+                services.backtest_run_cancel(run=run)
+            except ConflictError as error:
+                self.message_user(request, error.message, messages.WARNING)
+            else:
+                state = "cancelled" if run.status == "cancelled" else "asked to stop"
+                self.message_user(request, f"Run {run.pk} {state}.", messages.SUCCESS)
+
+    @admin.display(description="version")
+    def version(self, run: BacktestRun) -> str:
+        return f"v{run.strategy_version.number}"
+
+    @admin.display(description="progress")
+    def progress_pct(self, run: BacktestRun) -> str:
+        return f"{run.progress * 100:.0f}%"
+
+    @admin.display(description="symbols")
+    def symbol_list(self, run: BacktestRun) -> str:
+        return ", ".join(run.symbols)
+
+    @admin.display(description="period")
+    def period(self, run: BacktestRun) -> str:
+        first, last = run.data_start or run.start, run.data_end or run.end
+        if not first and not last:
+            return "all data"
+        return f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}" if first and last else str(first or last)
+
+    @admin.display(description="metrics")
+    def metrics_table(self, run: BacktestRun) -> str:
+        if not run.metrics:
+            return "-"
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(run.metrics.items()))
+        return format_html("<table>{}</table>", rows)
+
+    @admin.display(description="reports")
+    def reports(self, run: BacktestRun) -> str:
+        if not run.report_html:
+            return "-"
+        return format_html(
+            '<a href="{}" target="_blank">HTML report</a> · <a href="{}">JSON report</a>',
+            reverse("backtest-report", args=[run.pk, "html"]),
+            reverse("backtest-report", args=[run.pk, "json"]),
+        )
+
+    @admin.display(description="trades")
+    def trades_table(self, run: BacktestRun) -> str:
+        trades = list(BacktestTrade.objects.filter(run=run).order_by("seq")[:TRADES_SHOWN])
+        if not trades:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    t.seq,
+                    t.symbol,
+                    t.side,
+                    t.quantity.normalize(),
+                    f"{t.entry_time:%Y-%m-%d %H:%M}",
+                    t.entry_price.normalize(),
+                    f"{t.exit_time:%Y-%m-%d %H:%M}",
+                    t.exit_price.normalize(),
+                    t.pnl,
+                )
+                for t in trades
+            ),
+        )
+        more = (run.total_trades or 0) - len(trades)
+        note = format_html("<p>and {} more in the reports</p>", more) if more > 0 else ""
+        return format_html(
+            "<table><tr><th>#</th><th>symbol</th><th>side</th><th>qty</th><th>entry</th>"
+            "<th>price</th><th>exit</th><th>price</th><th>P&amp;L</th></tr>{}</table>{}",
+            rows,
+            note,
+        )
