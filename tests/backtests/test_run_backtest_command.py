@@ -1,0 +1,151 @@
+"""``manage.py run_backtest``: database bars, a CSV without the database, ``--save``, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from backtests.models import BacktestRun, BacktestTrade, RunStatus
+from quant.models import Strategy
+from tests.backtests.conftest import ROOT
+
+SMA = str(ROOT / "configs" / "strategies" / "sma_crossover.yaml")
+GOLDEN_CSV = ROOT / "tests" / "backtests" / "data" / "golden_spy_daily.csv"
+TRADE_KEYS = {
+    "symbol",
+    "side",
+    "quantity",
+    "entry_time",
+    "entry_price",
+    "exit_time",
+    "exit_price",
+    "commission",
+    "pnl",
+}
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("run_backtest", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    if GOLDEN_CSV.exists():
+        return GOLDEN_CSV
+    from backtests.engine.sample import random_walk_bars
+
+    path = tmp_path / "spy.csv"
+    random_walk_bars(300, seed=3, start="2021-01-04").reset_index().rename(
+        columns={"ts": "timestamp"}
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_csv_run_touches_no_database(csv_file: Path, tmp_path: Path) -> None:
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+
+    # no django_db mark: pytest-django raises on any database access
+    text = run(
+        "--config",
+        SMA,
+        "--csv",
+        str(csv_file),
+        "--json",
+        str(out_json),
+        "--html",
+        str(out_html),
+    )
+
+    report = json.loads(out_json.read_text())
+    assert {"final_equity", "metrics", "open_positions", "trades"} <= set(report)
+    assert report["trades"] and set(report["trades"][0]) >= TRADE_KEYS
+    assert report["trades"][0]["commission"] == "2.00"
+    assert report["config"]["slippage_bps"] == "10"
+    assert "final equity" in text and report["metrics"]["sharpe_ratio"] in text
+    assert out_html.read_text().startswith("<!")
+
+
+def test_flags_reach_the_config(csv_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+
+    run(
+        "--config", SMA, "--csv", str(csv_file), "--json", str(out),
+        "--initial-capital", "50000", "--commission", "0", "--slippage-bps", "0",
+        "--start", "2021-03-01", "--end", "2021-12-31", "--mode", "vectorized",
+    )  # fmt: skip
+
+    report = json.loads(out.read_text())
+    assert report["config"]["initial_capital"] == "50000"
+    assert report["config"]["commission_per_trade"] == "0"
+    assert all(t["commission"] == "0.00" for t in report["trades"])
+    assert report["start_time"].startswith("2021-03-01")
+    assert report["end_time"] <= "2021-12-31T23:59"
+    assert report["metadata"]["engine_mode"] == "vectorized"
+
+
+@pytest.mark.django_db
+def test_database_run_without_save_stores_nothing(stored_bars: dict[str, int]) -> None:
+    text = run("--config", SMA)
+
+    assert re.search(rf"^bars\s+{stored_bars['SPY']}$", text, re.MULTILINE)
+    assert not BacktestRun.objects.exists() and not Strategy.objects.exists()
+
+
+@pytest.mark.django_db
+def test_save_stores_the_run_with_its_version(stored_bars: dict[str, int], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    text = run("--config", SMA, "--symbol", "QQQ", "--save", "--json", str(out))
+
+    run_row = BacktestRun.objects.get()
+    assert f"saved run {run_row.pk}" in text
+    assert run_row.status == RunStatus.SUCCEEDED and run_row.symbols == ["QQQ"]
+    assert run_row.strategy_version.config["symbols"] == ["SPY"]  # the file's version, unchanged
+    assert run_row.report_json and run_row.report_html
+    assert BacktestTrade.objects.filter(run=run_row).count() == run_row.total_trades
+    assert len(json.loads(out.read_text())["trades"]) == run_row.total_trades
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--csv", "x.csv", "--save"], "cannot use --csv"),
+        (["--start", "2021-13-01"], "--start: '2021-13-01' is not a date"),
+        (["--commission", "abc"], "--commission: 'abc' is not a number"),
+        (["--commission", "-1"], "commission_per_trade: must be a finite number >= 0"),
+        (["--start", "2022-01-01", "--end", "2021-01-01"], "is after end_date"),
+        (["--csv", "/nonexistent.csv"], "/nonexistent.csv"),
+        (["--csv", "CSV", "--symbol", "SPY", "--symbol", "QQQ"], "pick one with --symbol"),
+        (["--csv", "CSV", "--start", "2040-01-01"], "no bars for SPY from 2040-01-01"),
+    ],
+)
+def test_bad_input_names_the_problem(args: list[str], message: str, csv_file: Path) -> None:
+    args = [str(csv_file) if a == "CSV" else a for a in args]
+    with pytest.raises(CommandError, match=message.replace("(", r"\(")):
+        run("--config", SMA, *args)
+
+
+def test_a_bad_config_names_every_field(tmp_path: Path, csv_file: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nclass: sma_crossover\nsymbols: [SPY]\nparams: {fats: 5, slow: 20}\nsizng: {}\n"
+    )
+
+    with pytest.raises(CommandError) as error:
+        run("--config", str(bad), "--csv", str(csv_file))
+
+    assert "params.fats: unknown key (did you mean 'fast'?)" in str(error.value)
+    assert "sizng: unknown key (did you mean 'sizing'?)" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_a_symbol_without_data_is_named(stored_bars: dict[str, int]) -> None:
+    with pytest.raises(CommandError, match="no bars for MSFT"):
+        run("--config", SMA, "--symbol", "MSFT")
