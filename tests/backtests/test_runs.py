@@ -239,7 +239,12 @@ def test_rerun_queues_a_copy_with_the_same_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setattr(run_backtest, "delay", lambda run_id: queued.append(run_id) or _Sent())
+
+    def delay(run_id: int) -> _Sent:
+        queued.append(run_id)
+        return _Sent()
+
+    monkeypatch.setattr(run_backtest, "delay", delay)
     run = services.backtest_run_create(strategy_version=sma_version, config=BacktestConfig())
     services.backtest_run_execute(run_id=run.pk)
 
