@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -166,19 +167,82 @@ class _Run:
 
     # --- event-driven path --------------------------------------------------------------
     def events(self) -> EquityCurve:
-        data, sim, strategy = self.data, self.sim, self.strategy
+        data = self.data
         n = len(data)
-        stamps = self.index.to_pydatetime().tolist()
-        symbols = data.symbols
-        rows = [(s, self.rows[s].as_lists()) for s in symbols]
+        stamps: list[datetime] = self.index.to_pydatetime().tolist()
+        rows = [(s, self.rows[s].as_lists()) for s in data.symbols]
+        closing = type(self.strategy).daily_close is not Strategy.daily_close
         day = data.ts.astype("datetime64[D]")
-        session_end = np.append(day[1:] != day[:-1], True).tolist()
-        equity, cash, gross = np.empty(n), np.empty(n), np.empty(n)
+        session_end: list[bool] = np.append(day[1:] != day[:-1], True).tolist() if closing else []
+        step = self._bars_one if len(rows) == 1 and all(rows[0][1].has) else self._bars_many
         every = max(n // 100, CHECKPOINT_BARS)
-        on_bar, generate = strategy.on_market_data, strategy.generate_signals
-        i = 0
+        for start in range(0, n, every):
+            self._checkpoint(start / n)
+            step(rows, stamps, start, min(start + every, n), session_end)
+        self._checkpoint(1.0)
+        return self._curve_from_fills({s: data.close_filled(s) for s in data.symbols})
+
+    def _bars_one(
+        self,
+        rows: list[tuple[str, _Rows]],
+        stamps: list[datetime],
+        start: int,
+        stop: int,
+        session_end: list[bool],
+    ) -> None:
+        """Bars start..stop of a single symbol without gaps: the hot loop, kept lean."""
+        symbol, r = rows[0]
+        sim, marks, live = self.sim, self.sim.marks, self.sim.live
+        on_bar, generate, daily_close = (
+            self.strategy.on_market_data,
+            self.strategy.generate_signals,
+            self.strategy.daily_close,
+        )
+        bars = map(
+            tuple.__new__,
+            repeat(PriceBar),
+            zip(
+                repeat(symbol),
+                stamps[start:stop],
+                r.open[start:stop],
+                r.high[start:stop],
+                r.low[start:stop],
+                r.close[start:stop],
+                r.volume[start:stop],
+            ),
+        )
+        i = start
         try:
-            for i in range(n):
+            for i, bar in zip(range(start, stop), bars, strict=True):
+                ts = bar[1]
+                if sim.working:
+                    self.work_orders(i, ts)
+                marks[symbol] = bar[5]
+                on_bar(bar)
+                live.ts = ts
+                signals = generate(live)
+                if signals:
+                    self.act(signals, i, ts)
+                if session_end and session_end[i]:
+                    daily_close()
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise self._failed("on_market_data / generate_signals", stamps[i], exc) from exc
+
+    def _bars_many(
+        self,
+        rows: list[tuple[str, _Rows]],
+        stamps: list[datetime],
+        start: int,
+        stop: int,
+        session_end: list[bool],
+    ) -> None:
+        """Bars start..stop of several symbols (or one with gaps), in the symbols' order."""
+        sim, strategy = self.sim, self.strategy
+        i = start
+        try:
+            for i in range(start, stop):
                 ts = stamps[i]
                 if sim.working:
                     self.work_orders(i, ts)
@@ -186,26 +250,18 @@ class _Run:
                     if r.has[i]:
                         close = r.close[i]
                         sim.marks[symbol] = close
-                        on_bar(
+                        strategy.on_market_data(
                             PriceBar(symbol, ts, r.open[i], r.high[i], r.low[i], close, r.volume[i])
                         )
-                state = sim.state(ts)
-                signals = generate(state)
-                fills_before = len(sim.events)
+                signals = strategy.generate_signals(sim.state(ts))
                 if signals:
                     self.act(signals, i, ts)
-                value = state.equity if len(sim.events) == fills_before else sim.equity()
-                equity[i], cash[i], gross[i] = value, sim.cash, sim.gross_exposure()
-                if session_end[i]:
+                if session_end and session_end[i]:
                     strategy.daily_close()
-                if i % every == 0:
-                    self._checkpoint(i / n)
         except ApplicationError:
             raise
         except Exception as exc:
             raise self._failed("on_market_data / generate_signals", stamps[i], exc) from exc
-        self._checkpoint(1.0)
-        return EquityCurve(ts=data.ts, equity=equity, cash=cash, gross_exposure=gross)
 
     # --- vectorized path ----------------------------------------------------------------
     def vectorized(self) -> EquityCurve:
@@ -220,56 +276,72 @@ class _Run:
                 f"strategy {self.strategy.name!r} raised in signals_frame: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        changes = self._target_changes(targets)
+        at, which, wanted = self._target_changes(targets)
         self._checkpoint(0.2)
-        change_at = sorted(changes)
         filled = {s: data.close_filled(s) for s in data.symbols}
-        k, i = 0, change_at[0] if change_at else n
+        symbols = data.symbols
+        k, m = 0, len(at)
+        i = at[0] if m else n
         while i < n:
             ts = self.stamp(i)
             if sim.working:
-                for symbol in data.symbols:  # where the event loop's marks stand at bar i's open
+                for symbol in symbols:  # where the event loop's marks stand at bar i's open
                     sim.marks[symbol] = float(filled[symbol][i - 1]) if i else 0.0
                 self.work_orders(i, ts)
-            for symbol in data.symbols:
+            for symbol in symbols:
                 sim.marks[symbol] = float(filled[symbol][i])
-            if k < len(change_at) and change_at[k] == i:
-                self.act(changes[i], i, ts)
-                k += 1
-            following = change_at[k] if k < len(change_at) else n
+            if k < m and at[k] == i:
+                signals = []
+                while k < m and at[k] == i:
+                    signals.append(Signal(symbols[which[k]], TARGETS[wanted[k]]))
+                    k += 1
+                self.act(signals, i, ts)
+            following = at[k] if k < m else n
             i = min(i + 1, following) if sim.working else following
-        for symbol in data.symbols:  # value what is still open at the last bar, as events do
+        for symbol in symbols:  # value what is still open at the last bar, as events do
             sim.marks[symbol] = float(filled[symbol][-1]) if n else 0.0
         curve = self._curve_from_fills(filled)
         self._checkpoint(1.0)
         return curve
 
-    def _target_changes(self, targets: Mapping[str, FloatArray]) -> dict[int, list[Signal]]:
+    def _target_changes(
+        self, targets: Mapping[str, FloatArray]
+    ) -> tuple[list[int], list[int], list[float]]:
+        """Bars where a symbol's target changes: (bar, symbol number, target), in bar order
+        and, within a bar, in the symbols' order (as the event loop meets them)."""
         n = len(self.data)
-        changes: dict[int, list[Signal]] = {}
-        for symbol in self.data.symbols:
-            values = np.asarray(targets.get(symbol, np.full(n, np.nan)), dtype=np.float64)
-            if values.shape != (n,):
+        bars, owners, values = [], [], []
+        for number, symbol in enumerate(self.data.symbols):
+            series = np.asarray(targets.get(symbol, np.full(n, np.nan)), dtype=np.float64)
+            if series.shape != (n,):
                 raise StrategyFailed(
-                    f"strategy {self.strategy.name!r}: signals_frame gave {values.shape} values "
+                    f"strategy {self.strategy.name!r}: signals_frame gave {series.shape} values "
                     f"for {symbol}, expected ({n},)"
                 )
-            at = np.flatnonzero(~np.isnan(values))
-            wanted = values[at]
+            at = np.flatnonzero(~np.isnan(series))
+            wanted = series[at]
             if not np.isin(wanted, (-1.0, 0.0, 1.0)).all():
                 raise StrategyFailed(
                     f"strategy {self.strategy.name!r}: targets must be -1, 0, 1 or NaN ({symbol})"
                 )
-            before = np.concatenate(([0.0], wanted[:-1]))
-            moved = wanted != before
-            for i, target in zip(at[moved].tolist(), wanted[moved].tolist(), strict=True):
-                if not self.rows[symbol].has[i]:
-                    raise StrategyFailed(
-                        f"strategy {self.strategy.name!r} signalled {symbol} at "
-                        f"{self.index[i].isoformat()}, where it has no bar"
-                    )
-                changes.setdefault(i, []).append(Signal(symbol=symbol, target=TARGETS[target]))
-        return changes
+            moved = wanted != np.concatenate(([0.0], wanted[:-1]))
+            at, wanted = at[moved], wanted[moved]
+            missing = at[~np.asarray(self.rows[symbol].has)[at]]
+            if len(missing):
+                raise StrategyFailed(
+                    f"strategy {self.strategy.name!r} signalled {symbol} at "
+                    f"{self.index[int(missing[0])].isoformat()}, where it has no bar"
+                )
+            bars.append(at)
+            owners.append(np.full(len(at), number))
+            values.append(wanted)
+        all_bars, all_owners = np.concatenate(bars), np.concatenate(owners)
+        order = np.lexsort((all_owners, all_bars))
+        return (
+            all_bars[order].tolist(),
+            all_owners[order].tolist(),
+            np.concatenate(values)[order].tolist(),
+        )
 
     def _curve_from_fills(self, filled: Mapping[str, FloatArray]) -> EquityCurve:
         n, events = len(self.data), self.sim.events

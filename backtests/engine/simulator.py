@@ -18,9 +18,9 @@ Rules (documented for users in the README):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from backtests.engine.config import BacktestConfig, FillAt
 from quant.strategies.base import (
@@ -28,11 +28,14 @@ from quant.strategies.base import (
     OrderIntent,
     OrderRequest,
     OrderType,
+    PortfolioSnapshot,
     PortfolioState,
     PositionState,
     Side,
     SizingMode,
 )
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -90,6 +93,31 @@ class Rejection:
     reason: str
 
 
+class LivePortfolio:
+    """``PortfolioState`` read straight from the simulator (valid during a strategy call)."""
+
+    __slots__ = ("sim", "ts")
+
+    def __init__(self, sim: ExecutionSimulator) -> None:
+        self.sim = sim
+        self.ts = EPOCH
+
+    @property
+    def cash(self) -> float:
+        return self.sim.cash
+
+    @property
+    def equity(self) -> float:
+        return self.sim.equity()
+
+    @property
+    def positions(self) -> Mapping[str, PositionState]:
+        return self.sim._state_positions
+
+    def quantity(self, symbol: str) -> float:
+        return self.sim.positions.get(symbol, 0.0)
+
+
 @dataclass
 class ExecutionSimulator:
     config: BacktestConfig
@@ -117,6 +145,7 @@ class ExecutionSimulator:
         self.fill_at_close = c.fill_at is FillAt.CLOSE
         self._next_id = 1
         self._state_positions: dict[str, PositionState] = {}
+        self.live = LivePortfolio(self)
 
     # --- account ------------------------------------------------------------------------
     def equity(self) -> float:
@@ -132,9 +161,12 @@ class ExecutionSimulator:
         return total
 
     def state(self, ts: datetime) -> PortfolioState:
-        return PortfolioState(
-            ts=ts, cash=self.cash, equity=self.equity(), positions=self._state_positions
-        )
+        """The live view of the account at ``ts`` (the same object every bar: no allocation)."""
+        self.live.ts = ts
+        return self.live
+
+    def snapshot(self, ts: datetime) -> PortfolioSnapshot:
+        return PortfolioSnapshot(ts, self.cash, self.equity(), self._state_positions)
 
     # --- orders -------------------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,11 @@ class Target(enum.IntEnum):
     LONG = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PriceBar:
-    """One OHLCV bar as a strategy sees it (float64 analytics values; ``ts`` is the bar start)."""
+class PriceBar(NamedTuple):
+    """One OHLCV bar as a strategy sees it (float64 analytics values; ``ts`` is the bar start).
+
+    Values (Signal, OrderRequest, Fill...) are NamedTuples: immutable and cheap to make, which
+    matters a million times per run."""
 
     symbol: str
     ts: datetime
@@ -68,8 +70,7 @@ class PriceBar:
     volume: float
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):
     """A strategy's wish for one symbol. ``stop_distance`` (price units) feeds risk sizing."""
 
     symbol: str
@@ -103,8 +104,7 @@ class OrderIntent(enum.StrEnum):
     EXIT = "exit"  # close the whole position in the symbol
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
+class OrderRequest(NamedTuple):
     """An order a strategy asks for. Entries carry a ``Sizing``, exits close the position."""
 
     symbol: str
@@ -119,8 +119,7 @@ class OrderRequest:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(NamedTuple):
     symbol: str
     side: Side
     quantity: float
@@ -131,17 +130,36 @@ class Fill:
     intent: OrderIntent
 
 
-@dataclass(frozen=True, slots=True)
-class PositionState:
+class PositionState(NamedTuple):
     symbol: str
     quantity: float  # signed: > 0 long, < 0 short
     avg_price: float
 
 
-@dataclass(frozen=True, slots=True)
-class PortfolioState:
-    """What a strategy may know about its account at the current bar."""
+class PortfolioState(Protocol):
+    """What a strategy may know about its account at the current bar.
 
+    Engines pass a live view (read it during the call; it moves on with the run);
+    ``PortfolioSnapshot`` is a frozen copy with the same attributes.
+    """
+
+    @property
+    def ts(self) -> datetime: ...
+
+    @property
+    def cash(self) -> float: ...
+
+    @property
+    def equity(self) -> float: ...
+
+    @property
+    def positions(self) -> Mapping[str, PositionState]: ...
+
+    def quantity(self, symbol: str) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioSnapshot:
     ts: datetime
     cash: float
     equity: float
