@@ -27,6 +27,7 @@ from backtests.engine.results import (
     BacktestResult,
     EquityCurve,
     FillRecord,
+    LazyRecords,
     OpenPosition,
     Trade,
     money,
@@ -102,6 +103,7 @@ class _Run:
         self.index = pd.DatetimeIndex(data.ts, tz="UTC")
         self.rows = {s: _Rows(data.columns[s]) for s in data.symbols}
         self._micros = data.ts.astype("datetime64[us]").astype(np.int64)
+        self.wants_fills = type(strategy).on_fill is not Strategy.on_fill
 
     def stamp(self, i: int) -> datetime:
         """Bar i's start as an aware datetime (cheap enough to call per visited bar)."""
@@ -117,35 +119,47 @@ class _Run:
             for fill in sim.process(symbol, i, ts, self.rows[symbol].bar(i)):
                 self._on_fill(fill, ts)
 
-    def act(self, signals: Sequence[Signal], i: int, ts: datetime) -> None:
+    def act(
+        self, signals: Sequence[Signal], i: int, ts: datetime, *, checked: bool = False
+    ) -> None:
+        """Act on the targets that changed. ``checked``: the caller verified symbols and bars."""
+        last_target = self.last_target
         changed: list[Signal] = []
         for signal in signals:
             symbol = signal.symbol
-            if symbol not in self.last_target:
-                raise StrategyFailed(
-                    f"strategy {self.strategy.name!r} signalled {symbol!r}, which is not in the run"
-                )
-            if not self.rows[symbol].has[i]:
-                raise StrategyFailed(
-                    f"strategy {self.strategy.name!r} signalled {symbol} at {ts.isoformat()}, "
-                    "where it has no bar"
-                )
-            if int(signal.target) != self.last_target[symbol]:
-                self.last_target[symbol] = int(signal.target)
+            if not checked:
+                self._check_signal(symbol, i, ts)
+            if signal.target != last_target[symbol]:
+                last_target[symbol] = signal.target
                 changed.append(signal)
         if not changed:
             return
-        for signal in changed:
-            self.sim.cancel_symbol(signal.symbol)
+        sim = self.sim
+        if sim.working:
+            for signal in changed:
+                sim.cancel_symbol(signal.symbol)
         try:
-            orders = self.strategy.risk_check(changed, self.sim.state(ts))
+            orders = self.strategy.risk_check(changed, sim.state(ts))
         except ApplicationError:
             raise
         except Exception as exc:
             raise self._failed("risk_check", ts, exc) from exc
         for order in orders:
-            for fill in self.sim.submit(order, i, ts, self.rows[order.symbol].bar(i)):
-                self._on_fill(fill, ts)
+            row = self.rows[order.symbol]
+            for fill in sim.submit(order, i, ts, float(row.close[i]), float(row.volume[i])):
+                if self.wants_fills:
+                    self._on_fill(fill, ts)
+
+    def _check_signal(self, symbol: str, i: int, ts: datetime) -> None:
+        if symbol not in self.last_target:
+            raise StrategyFailed(
+                f"strategy {self.strategy.name!r} signalled {symbol!r}, which is not in the run"
+            )
+        if not self.rows[symbol].has[i]:
+            raise StrategyFailed(
+                f"strategy {self.strategy.name!r} signalled {symbol} at {ts.isoformat()}, "
+                "where it has no bar"
+            )
 
     def _on_fill(self, fill: Fill, ts: datetime) -> None:
         try:
@@ -277,13 +291,14 @@ class _Run:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         at, which, wanted = self._target_changes(targets)
+        stamps = dict(zip(at, self.index[at].to_pydatetime().tolist(), strict=True))
         self._checkpoint(0.2)
         filled = {s: data.close_filled(s) for s in data.symbols}
         symbols = data.symbols
         k, m = 0, len(at)
         i = at[0] if m else n
         while i < n:
-            ts = self.stamp(i)
+            ts = stamps.get(i) or self.stamp(i)
             if sim.working:
                 for symbol in symbols:  # where the event loop's marks stand at bar i's open
                     sim.marks[symbol] = float(filled[symbol][i - 1]) if i else 0.0
@@ -295,7 +310,7 @@ class _Run:
                 while k < m and at[k] == i:
                     signals.append(Signal(symbols[which[k]], TARGETS[wanted[k]]))
                     k += 1
-                self.act(signals, i, ts)
+                self.act(signals, i, ts, checked=True)
             following = at[k] if k < m else n
             i = min(i + 1, following) if sim.working else following
         for symbol in symbols:  # value what is still open at the last bar, as events do
@@ -344,24 +359,18 @@ class _Run:
         )
 
     def _curve_from_fills(self, filled: Mapping[str, FloatArray]) -> EquityCurve:
+        """Cash and positions after each bar's last fill, carried forward, valued at the
+        carried-forward closes: the same sums, in the same order, as the account makes."""
         n, events = len(self.data), self.sim.events
-        bars = np.arange(n)
-        cash = np.full(n, float(self.config.initial_capital))
-        if events:
-            at = np.array([e.index for e in events])
-            after = np.array([e.cash_after for e in events])
-            last = np.searchsorted(at, bars, side="right") - 1
-            cash = np.where(last >= 0, after[np.maximum(last, 0)], cash)
+        cash = _carry([e.bar for e in events], [e.cash_after for e in events], n)
+        cash = np.where(np.isnan(cash), float(self.config.initial_capital), cash)
         equity, gross = cash.copy(), np.zeros(n)
         for symbol in self.data.symbols:
             mine = [e for e in events if e.fill.symbol == symbol]
             if not mine:
                 continue
-            at = np.array([e.index for e in mine])
-            held = np.array([e.position_after for e in mine])
-            last = np.searchsorted(at, bars, side="right") - 1
-            qty = np.where(last >= 0, held[np.maximum(last, 0)], 0.0)
-            value = qty * filled[symbol]
+            held = _carry([e.bar for e in mine], [e.position_after for e in mine], n)
+            value = np.nan_to_num(held, nan=0.0) * filled[symbol]
             equity = equity + value
             gross = gross + np.abs(value)
         return EquityCurve(ts=self.data.ts, equity=equity, cash=cash, gross_exposure=gross)
@@ -386,19 +395,22 @@ class _Run:
             )
             for t in sim.closed
         ]
-        fills = [
-            FillRecord(
-                symbol=e.fill.symbol,
-                side=e.fill.side.value,
-                quantity=quantity(e.fill.quantity),
-                price=price(e.fill.price),
-                commission=money(e.fill.commission),
-                ts=e.fill.ts,
-                intent=e.fill.intent.value,
-                order_id=e.fill.order_id,
-            )
-            for e in sim.events
-        ]
+        events = list(sim.events)
+        fills = LazyRecords(
+            lambda: [
+                FillRecord(
+                    symbol=e.fill.symbol,
+                    side=e.fill.side.value,
+                    quantity=quantity(e.fill.quantity),
+                    price=price(e.fill.price),
+                    commission=money(e.fill.commission),
+                    ts=e.fill.ts,
+                    intent=e.fill.intent.value,
+                    order_id=e.fill.order_id,
+                )
+                for e in events
+            ]
+        )
         positions = []
         for symbol, trade in sim.open_trades.items():
             held, last = sim.positions[symbol], sim.marks[symbol]
@@ -442,13 +454,27 @@ class _Run:
                 "bars": len(self.data),
                 "unfilled_orders": len(sim.working),
                 "rejections": [
-                    {"ts": stamps[r.index].isoformat(), "symbol": r.symbol, "reason": r.reason}
+                    {"ts": stamps[r.bar].isoformat(), "symbol": r.symbol, "reason": r.reason}
                     for r in sim.rejections[:100]
                 ],
                 "rejection_count": len(sim.rejections),
             },
             closes={s: self.data.columns[s]["close"] for s in self.data.symbols},
         )
+
+
+def _carry(at: list[int], values: list[float], n: int) -> FloatArray:
+    """Values set at bars ``at`` (the last one wins on a bar), carried forward; NaN before."""
+    series = np.full(n, np.nan)
+    if not at:
+        return series
+    points = np.array(at)
+    last_of_bar = np.append(points[1:] != points[:-1], True)
+    marker = np.zeros(n, dtype=np.intp)
+    marker[points[last_of_bar]] = np.flatnonzero(last_of_bar) + 1
+    lookup = np.concatenate(([np.nan], np.array(values)))
+    result: FloatArray = lookup[np.maximum.accumulate(marker)]
+    return result
 
 
 class _Rows:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +15,7 @@ import pandas as pd
 
 from backtests.engine.config import BacktestConfig
 
+R = TypeVar("R")
 CENT = Decimal("0.01")
 PRICE = Decimal("0.000001")
 
@@ -95,6 +96,42 @@ class FillRecord:
             "intent": self.intent,
             "order_id": self.order_id,
         }
+
+
+class LazyRecords(Sequence[R]):
+    """A list made on first use: converting every fill to Decimal costs more than a whole
+    vectorized run of a million bars, and many callers never look at the fills."""
+
+    def __init__(self, make: Callable[[], list[R]]) -> None:
+        self._make: Callable[[], list[R]] | None = make
+        self._items: list[R] = []
+
+    def _list(self) -> list[R]:
+        if self._make is not None:
+            self._items, self._make = self._make(), None
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> R: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[R]: ...
+
+    def __getitem__(self, index: int | slice) -> R | list[R]:
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self._list() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._list())
 
 
 @dataclass(frozen=True)
@@ -183,7 +220,7 @@ class BacktestResult:
     strategy_config: dict[str, Any]
     equity_curve: EquityCurve
     trades: list[Trade]
-    fills: list[FillRecord]
+    fills: Sequence[FillRecord]
     open_positions: list[OpenPosition]
     metrics: PerformanceMetrics
     start_time: datetime | None

@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from backtests.engine.config import BacktestConfig, FillAt
 from quant.strategies.base import (
@@ -36,6 +37,7 @@ from quant.strategies.base import (
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SIGN = {Side.BUY: 1, Side.SELL: -1}
 
 
 @dataclass
@@ -76,19 +78,17 @@ class ClosedTrade:
     bars_held: int
 
 
-@dataclass(frozen=True, slots=True)
-class FillEvent:
+class FillEvent(NamedTuple):
     """A fill with the account right after it (the vectorized path rebuilds equity from these)."""
 
-    index: int
+    bar: int
     fill: Fill
     cash_after: float
     position_after: float
 
 
-@dataclass
-class Rejection:
-    index: int
+class Rejection(NamedTuple):
+    bar: int
     symbol: str
     reason: str
 
@@ -178,7 +178,7 @@ class ExecutionSimulator:
             self.working = [w for w in self.working if w.request.symbol != symbol]
 
     def submit(
-        self, request: OrderRequest, index: int, ts: datetime, bar: tuple[float, ...]
+        self, request: OrderRequest, index: int, ts: datetime, close: float, volume: float
     ) -> list[Fill]:
         """Accept an order after bar ``index`` closed; a CLOSE-timed market order fills now."""
         order = WorkingOrder(self._next_id, request, index)
@@ -192,7 +192,7 @@ class ExecutionSimulator:
             )
             return []
         if request.order_type is OrderType.MARKET and self.fill_at_close:
-            fill = self._fill(order, index, ts, bar[3], bar[4], slipped=True)
+            fill = self._fill(order, index, ts, close, volume, slipped=True)
             if order.total is not None and order.filled < order.total:
                 self.working.append(order)  # the rest of a partial fill waits for later bars
             return [fill] if fill else []
@@ -254,7 +254,7 @@ class ExecutionSimulator:
         slipped: bool,
     ) -> Fill | None:
         request = order.request
-        sign = request.side.sign
+        sign = SIGN[request.side]
         held = self.positions[request.symbol]
         if request.intent is OrderIntent.ENTRY and held * sign < 0:
             order.total = 0.0
@@ -291,14 +291,14 @@ class ExecutionSimulator:
         self.positions[request.symbol] = after
         self.traded_notional += qty * px
         fill = Fill(
-            symbol=request.symbol,
-            side=request.side,
-            quantity=qty,
-            price=px,
-            commission=self.commission,
-            ts=ts,
-            order_id=order.order_id,
-            intent=request.intent,
+            request.symbol,
+            request.side,
+            qty,
+            px,
+            self.commission,
+            ts,
+            order.order_id,
+            request.intent,
         )
         self._book(fill, index, before, after)
         self.events.append(FillEvent(index, fill, self.cash, after))

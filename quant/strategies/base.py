@@ -217,34 +217,43 @@ class Strategy(ABC):
     ) -> list[OrderRequest]:
         """Turn target changes into orders: exit what must go, then enter with the sizing."""
         orders: list[OrderRequest] = []
+        allow_short, sizing = self.allow_short, self.sizing
         for signal in signals:
-            held = portfolio.quantity(signal.symbol)
-            wanted = signal.target if self.allow_short else max(signal.target, Target.FLAT)
+            # positional NamedTuples: this runs once per target change, tens of thousands of times
+            symbol, target, order_type, limit, stop, distance, reason = signal
+            held = portfolio.quantity(symbol)
+            wanted = target if allow_short or target > 0 else Target.FLAT
             if held and (wanted == Target.FLAT or (held > 0) != (wanted > 0)):
+                side = Side.SELL if held > 0 else Side.BUY
                 orders.append(
                     OrderRequest(
-                        symbol=signal.symbol,
-                        side=Side.SELL if held > 0 else Side.BUY,
-                        intent=OrderIntent.EXIT,
-                        order_type=signal.order_type,
-                        limit_price=signal.limit_price,
-                        stop_price=signal.stop_price,
-                        reason=signal.reason,
+                        symbol,
+                        side,
+                        OrderIntent.EXIT,
+                        order_type,
+                        None,
+                        None,
+                        limit,
+                        stop,
+                        None,
+                        reason,
                     )
                 )
                 held = 0.0
             if wanted != Target.FLAT and not held:
+                side = Side.BUY if wanted > 0 else Side.SELL
                 orders.append(
                     OrderRequest(
-                        symbol=signal.symbol,
-                        side=Side.BUY if wanted > 0 else Side.SELL,
-                        intent=OrderIntent.ENTRY,
-                        order_type=signal.order_type,
-                        sizing=self.sizing,
-                        limit_price=signal.limit_price,
-                        stop_price=signal.stop_price,
-                        stop_distance=signal.stop_distance,
-                        reason=signal.reason,
+                        symbol,
+                        side,
+                        OrderIntent.ENTRY,
+                        order_type,
+                        sizing,
+                        None,
+                        limit,
+                        stop,
+                        distance,
+                        reason,
                     )
                 )
         return orders

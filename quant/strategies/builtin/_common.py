@@ -34,6 +34,9 @@ def targets_by_symbol(
     out: dict[str, FloatArray] = {}
     for symbol, columns in bars.items():
         valid = ~np.isnan(columns["close"])
+        if valid.all():
+            out[symbol] = compute(columns)
+            continue
         targets = np.full(valid.shape, np.nan)
         targets[valid] = compute({k: v[valid] for k, v in columns.items()})
         out[symbol] = targets
