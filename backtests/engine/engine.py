@@ -362,15 +362,15 @@ class _Run:
         """Cash and positions after each bar's last fill, carried forward, valued at the
         carried-forward closes: the same sums, in the same order, as the account makes."""
         n, events = len(self.data), self.sim.events
-        cash = _carry([e.bar for e in events], [e.cash_after for e in events], n)
-        cash = np.where(np.isnan(cash), float(self.config.initial_capital), cash)
+        initial = float(self.config.initial_capital)
+        cash = _carry([e.bar for e in events], [e.cash_after for e in events], n, initial)
         equity, gross = cash.copy(), np.zeros(n)
         for symbol in self.data.symbols:
             mine = [e for e in events if e.fill.symbol == symbol]
             if not mine:
                 continue
-            held = _carry([e.bar for e in mine], [e.position_after for e in mine], n)
-            value = np.nan_to_num(held, nan=0.0) * filled[symbol]
+            held = _carry([e.bar for e in mine], [e.position_after for e in mine], n, 0.0)
+            value = held * filled[symbol]
             equity = equity + value
             gross = gross + np.abs(value)
         return EquityCurve(ts=self.data.ts, equity=equity, cash=cash, gross_exposure=gross)
@@ -463,17 +463,17 @@ class _Run:
         )
 
 
-def _carry(at: list[int], values: list[float], n: int) -> FloatArray:
-    """Values set at bars ``at`` (the last one wins on a bar), carried forward; NaN before."""
-    series = np.full(n, np.nan)
+def _carry(at: list[int], values: list[float], n: int, before: float) -> FloatArray:
+    """Values set at bars ``at`` (the last one wins on a bar) carried forward over ``n`` bars;
+    ``before`` until the first one."""
     if not at:
-        return series
+        return np.full(n, before)
     points = np.array(at)
     last_of_bar = np.append(points[1:] != points[:-1], True)
-    marker = np.zeros(n, dtype=np.intp)
-    marker[points[last_of_bar]] = np.flatnonzero(last_of_bar) + 1
-    lookup = np.concatenate(([np.nan], np.array(values)))
-    result: FloatArray = lookup[np.maximum.accumulate(marker)]
+    starts = points[last_of_bar]
+    levels = np.concatenate(([before], np.array(values)[last_of_bar]))
+    runs = np.diff(np.concatenate(([0], starts, [n])))
+    result: FloatArray = np.repeat(levels, runs)
     return result
 
 

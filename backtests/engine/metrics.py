@@ -195,8 +195,10 @@ def _trade_stats(trades: Sequence[Trade]) -> _TradeStats:
 def _cagr_pct(ts: npt.NDArray[np.datetime64], final: float, initial: float) -> Decimal | None:
     if len(ts) < 2 or final <= 0:
         return None
-    stamps = np.asarray(ts).astype("datetime64[ns]").astype(np.int64)
-    span_ns = int(stamps[-1]) - int(stamps[0])
+    # only the ends, in microseconds: second-resolution timelines reach past the year 2262,
+    # where nanoseconds overflow
+    ends = np.asarray(ts)[[0, -1]].astype("datetime64[us]").astype(np.int64)
+    span_ns = (int(ends[1]) - int(ends[0])) * 1000
     if span_ns < _NS_PER_DAY:
         return None
     years = span_ns / _NS_PER_DAY / DAYS_PER_YEAR

@@ -40,7 +40,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SIGN = {Side.BUY: 1, Side.SELL: -1}
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkingOrder:
     order_id: int
     request: OrderRequest
