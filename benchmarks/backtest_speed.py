@@ -29,7 +29,7 @@ Seeded synthetic daily bars (``backtests.engine.sample.random_walk_bars``, seed 
 and size runs in a child process of its own (this script with ``--child``), so each peak memory
 figure (``ru_maxrss`` of that child: interpreter, imports, the bars and the run) is that run's
 own. Each child warms up on 2,000 other bars first (imports, numba compilation), then times only
-the run itself, best of several repeats at small sizes:
+the run itself, best of 3 to 5 repeats:
 
 - ours: ``BacktestEngine().run(strategy, data, config, mode=...)`` with a freshly built
   strategy per run; ``MarketData.from_frames`` (validation and alignment) is not timed;
@@ -393,7 +393,7 @@ def compare(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> lis
 
 
 def repeats_for(n: int) -> int:
-    return max(1, min(5, 300_000 // n))
+    return max(3, min(5, 300_000 // n))  # best of 3 even at 1M bars, for every engine alike
 
 
 def ratio(peer: dict[str, Any] | None, run: dict[str, Any]) -> float | None:

@@ -75,7 +75,10 @@ class MarketData:
 
     def close_filled(self, symbol: str) -> FloatArray:
         """Close carried forward over missing bars; 0.0 before the symbol's first bar."""
-        close = pd.Series(self.columns[symbol]["close"]).ffill().fillna(0.0)
+        raw = self.columns[symbol]["close"]
+        if not np.isnan(raw).any():
+            return raw
+        close = pd.Series(raw).ffill().fillna(0.0)
         return np.asarray(close.to_numpy(), dtype=np.float64)
 
 
