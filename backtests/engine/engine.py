@@ -42,6 +42,7 @@ ProgressCallback = Callable[[float], None]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CHECKPOINT_BARS = 2_000  # the event loop checks for cancel and reports progress this often
 TARGETS = {-1.0: Target.SHORT, 0.0: Target.FLAT, 1.0: Target.LONG}
+SIGNAL_DEFAULTS = tuple(Signal._field_defaults[f] for f in Signal._fields[2:])
 CancelCheck = Callable[[], bool]
 
 
@@ -119,21 +120,21 @@ class _Run:
             for fill in sim.process(symbol, i, ts, self.rows[symbol].bar(i)):
                 self._on_fill(fill, ts)
 
-    def act(
-        self, signals: Sequence[Signal], i: int, ts: datetime, *, checked: bool = False
-    ) -> None:
-        """Act on the targets that changed. ``checked``: the caller verified symbols and bars."""
-        last_target = self.last_target
-        changed: list[Signal] = []
-        for signal in signals:
-            symbol = signal.symbol
-            if not checked:
+    def act(self, signals: Sequence[Signal], i: int, ts: datetime, changes: bool = False) -> None:
+        """Act on the targets that changed. ``changes``: the caller (the vectorized path) passes
+        only checked changes of target, so there is nothing to filter."""
+        changed: Sequence[Signal] = signals
+        if not changes:
+            last_target = self.last_target
+            changed = []
+            for signal in signals:
+                symbol = signal.symbol
                 self._check_signal(symbol, i, ts)
-            if signal.target != last_target[symbol]:
-                last_target[symbol] = signal.target
-                changed.append(signal)
-        if not changed:
-            return
+                if signal.target != last_target[symbol]:
+                    last_target[symbol] = signal.target
+                    changed.append(signal)
+            if not changed:
+                return
         sim = self.sim
         if sim.working:
             for signal in changed:
@@ -291,26 +292,44 @@ class _Run:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         at, which, wanted = self._target_changes(targets)
-        stamps = dict(zip(at, self.index[at].to_pydatetime().tolist(), strict=True))
+        symbols = data.symbols
+        # made in bulk, in C: one signal and one timestamp per change
+        made = map(
+            tuple.__new__,
+            repeat(Signal),
+            zip(
+                [symbols[w] for w in which],
+                [TARGETS[w] for w in wanted],
+                *(repeat(default) for default in SIGNAL_DEFAULTS),
+                strict=False,  # the defaults repeat forever
+            ),
+        )
+        changes: list[Signal] = list(made)
+        stamps: list[datetime] = self.index[at].to_pydatetime().tolist()
         self._checkpoint(0.2)
         filled = {s: data.close_filled(s) for s in data.symbols}
-        symbols = data.symbols
+        marks = sim.marks
+        closes_at_changes = [(s, filled[s][at].tolist()) for s in symbols]
         k, m = 0, len(at)
         i = at[0] if m else n
         while i < n:
-            ts = stamps.get(i) or self.stamp(i)
+            changing = k < m and at[k] == i
+            ts = stamps[k] if changing else self.stamp(i)
             if sim.working:
                 for symbol in symbols:  # where the event loop's marks stand at bar i's open
-                    sim.marks[symbol] = float(filled[symbol][i - 1]) if i else 0.0
+                    marks[symbol] = float(filled[symbol][i - 1]) if i else 0.0
                 self.work_orders(i, ts)
-            for symbol in symbols:
-                sim.marks[symbol] = float(filled[symbol][i])
-            if k < m and at[k] == i:
-                signals = []
+            if changing:
+                for symbol, closes in closes_at_changes:
+                    marks[symbol] = closes[k]
+            else:
+                for symbol in symbols:
+                    marks[symbol] = float(filled[symbol][i])
+            if changing:
+                first = k
                 while k < m and at[k] == i:
-                    signals.append(Signal(symbols[which[k]], TARGETS[wanted[k]]))
                     k += 1
-                self.act(signals, i, ts, checked=True)
+                self.act(changes[first:k], i, ts, True)
             following = at[k] if k < m else n
             i = min(i + 1, following) if sim.working else following
         for symbol in symbols:  # value what is still open at the last bar, as events do

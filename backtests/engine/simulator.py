@@ -38,6 +38,8 @@ from quant.strategies.base import (
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SIGN = {Side.BUY: 1, Side.SELL: -1}
+NOTHING_TO_EXIT = "nothing to exit"
+TOO_SMALL = "order size is zero: not enough cash or equity for one share"
 
 
 @dataclass(slots=True)
@@ -183,16 +185,17 @@ class ExecutionSimulator:
         """Accept an order after bar ``index`` closed; a CLOSE-timed market order fills now."""
         order = WorkingOrder(self._next_id, request, index)
         self._next_id += 1
-        missing = (request.order_type is OrderType.LIMIT and request.limit_price is None) or (
-            request.order_type is OrderType.STOP and request.stop_price is None
-        )
-        if missing:
+        kind = request.order_type
+        if kind is not OrderType.MARKET and (
+            (kind is OrderType.LIMIT and request.limit_price is None)
+            or (kind is OrderType.STOP and request.stop_price is None)
+        ):
             self.rejections.append(
                 Rejection(index, request.symbol, f"{request.order_type} order without its price")
             )
             return []
         if request.order_type is OrderType.MARKET and self.fill_at_close:
-            fill = self._fill(order, index, ts, close, volume, slipped=True)
+            fill = self._fill(order, index, ts, close, volume, True)
             if order.total is not None and order.filled < order.total:
                 self.working.append(order)  # the rest of a partial fill waits for later bars
             return [fill] if fill else []
@@ -212,7 +215,7 @@ class ExecutionSimulator:
             price, slipped = self._trigger(order, open_, high, low, close)
             fill = None
             if price is not None:
-                fill = self._fill(order, index, ts, price, volume, slipped=slipped)
+                fill = self._fill(order, index, ts, price, volume, slipped)
             if fill is not None:
                 fills.append(fill)
             done = order.total is not None and order.filled >= order.total
@@ -250,7 +253,6 @@ class ExecutionSimulator:
         ts: datetime,
         base: float,
         volume: float,
-        *,
         slipped: bool,
     ) -> Fill | None:
         request = order.request
@@ -266,7 +268,10 @@ class ExecutionSimulator:
         if order.total is None:
             order.total = self._quantity(request, px)
             if order.total <= 0:
-                self.rejections.append(Rejection(index, request.symbol, self._why_zero(request)))
+                exiting = request.intent is OrderIntent.EXIT
+                self.rejections.append(
+                    Rejection(index, request.symbol, NOTHING_TO_EXIT if exiting else TOO_SMALL)
+                )
                 return None
         qty = order.total - order.filled
         if self.participation is not None:
@@ -322,11 +327,6 @@ class ExecutionSimulator:
             return float(max(math.floor((budget - self.commission) / px), 0))
         distance = request.stop_distance or px * sizing.stop_pct / 100.0
         return float(max(math.floor(equity * sizing.risk_pct / 100.0 / distance), 0))
-
-    def _why_zero(self, request: OrderRequest) -> str:
-        if request.intent is OrderIntent.EXIT:
-            return "nothing to exit"
-        return "order size is zero: not enough cash or equity for one share"
 
     def _book(self, fill: Fill, index: int, before: float, after: float) -> None:
         symbol = fill.symbol
