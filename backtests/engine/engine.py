@@ -12,6 +12,7 @@ forms agree.
 from __future__ import annotations
 
 import enum
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -84,8 +85,17 @@ class BacktestEngine:
         if mode is EngineMode.VECTORIZED and not strategy.supports_vectorized:
             raise ValidationError(f"strategy {strategy.name!r} has no vectorized form")
         run = _Run(strategy, data, config, progress, should_cancel)
-        curve = run.events() if mode is EngineMode.EVENT else run.vectorized()
-        return run.result(curve, mode, dict(strategy_config or {}))
+        # The run makes short-lived, acyclic objects by the hundred thousand (bars, signals,
+        # orders, fills): reference counting frees them, and the cyclic collector would only
+        # rescan the run's big lists again and again (a third of a vectorized run's time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            curve = run.events() if mode is EngineMode.EVENT else run.vectorized()
+            return run.result(curve, mode, dict(strategy_config or {}))
+        finally:
+            if collecting:
+                gc.enable()
 
 
 class _Run:
