@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format lock bench clean services
+.PHONY: install run test test-fast lint format lock bench bench-backtest clean services
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lock:
 ## bench: the ingestion benchmark against Postgres (prints bars/s and the ratio to raw COPY)
 bench: install
 	$(PY) benchmarks/ingest.py
+
+## bench-backtest: both engine paths against backtesting.py and vectorbt (peers installed apart, in benchmarks/.venv-peers)
+bench-backtest: install
+	@test -d benchmarks/.venv-peers || $(PY) -m pip install -q --no-deps --target benchmarks/.venv-peers -r benchmarks/requirements.txt
+	$(PY) benchmarks/backtest_speed.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
