@@ -279,3 +279,17 @@ def test_reports_are_served_to_staff_only(
     assert json.loads(b"".join(data.streaming_content))["run_id"] == run.pk  # type: ignore[attr-defined]
     assert anonymous.status_code == 302
     assert admin_client.get("/backtests/runs/999999/report.html").status_code == 404
+
+
+def test_the_landing_page_lists_the_latest_runs(
+    stored_bars: dict[str, int], sma_version: StrategyVersion, client: Client
+) -> None:
+    run = services.backtest_run_create(strategy_version=sma_version, config=BacktestConfig())
+    services.backtest_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+
+    page = client.get("/").content.decode()
+
+    assert "Latest backtests" in page and "sma_crossover v1" in page
+    assert f"/backtests/runs/{run.pk}/report.html" in page
+    assert str(run.final_equity) in page
