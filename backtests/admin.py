@@ -37,6 +37,18 @@ class BacktestStartForm(forms.ModelForm):  # type: ignore[type-arg]
     )
     slippage_bps = forms.DecimalField(initial="10", min_value=0, max_value=9999)
     fill_at = forms.ChoiceField(choices=[(f.value, f.value) for f in FillAt], initial="close")
+    max_volume_participation = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.000001"),
+        max_value=1,
+        help_text="Cap each fill at this share of the bar's volume, e.g. 0.1 (empty: no cap)",
+    )
+    volume_impact_bps = forms.DecimalField(
+        required=False,
+        initial="0",
+        min_value=0,
+        help_text="Extra slippage at 100% of a bar's volume",
+    )
     mode = forms.ChoiceField(
         choices=[(m.value, m.value) for m in EngineMode], initial=EngineMode.EVENT.value
     )
@@ -58,10 +70,17 @@ class BacktestStartForm(forms.ModelForm):  # type: ignore[type-arg]
                 start_date=_moment(start),
                 end_date=_moment(end, last=True),
                 fill_at=FillAt(data.get("fill_at") or FillAt.CLOSE),
+                max_volume_participation=data.get("max_volume_participation"),
+                volume_impact_bps=Decimal(data.get("volume_impact_bps") or 0),
             )
         except ApplicationError as error:
             raise forms.ValidationError(error.message) from None
         return data
+
+
+def _plain(value: Decimal) -> str:
+    """A stored decimal without trailing zeros and never in exponent form (740, not 7.4E+2)."""
+    return format(value.normalize(), "f")
 
 
 def _moment(day: date | None, *, last: bool = False) -> datetime | None:
@@ -135,6 +154,8 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 "commission",
                 "slippage_bps",
                 "fill_at",
+                "max_volume_participation",
+                "volume_impact_bps",
                 "mode",
             ]
         return self.readonly_fields
@@ -230,11 +251,11 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     t.seq,
                     t.symbol,
                     t.side,
-                    t.quantity.normalize(),
+                    _plain(t.quantity),
                     f"{t.entry_time:%Y-%m-%d %H:%M}",
-                    t.entry_price.normalize(),
+                    _plain(t.entry_price),
                     f"{t.exit_time:%Y-%m-%d %H:%M}",
-                    t.exit_price.normalize(),
+                    _plain(t.exit_price),
                     t.pnl,
                 )
                 for t in trades

@@ -55,6 +55,8 @@ def test_a_run_started_from_the_admin_produces_results(
                 "commission": "1.00",
                 "slippage_bps": "10",
                 "fill_at": "close",
+                "max_volume_participation": "0.5",
+                "volume_impact_bps": "5",
                 "mode": "vectorized",
             },
         )
@@ -64,6 +66,8 @@ def test_a_run_started_from_the_admin_produces_results(
     assert worker == [run.pk]
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert run.engine_mode == "vectorized" and run.backtest_config["initial_capital"] == "50000"
+    assert run.backtest_config["max_volume_participation"] == "0.5"
+    assert run.backtest_config["volume_impact_bps"] == "5"
     assert run.data_start is not None and run.data_start.date().isoformat() == "2022-02-01"
     page = admin_client.get(f"/admin/backtests/backtestrun/{run.pk}/change/")
     assert page.status_code == 200

@@ -80,6 +80,7 @@ def test_flags_reach_the_config(csv_file: Path, tmp_path: Path) -> None:
         "--config", SMA, "--csv", str(csv_file), "--json", str(out),
         "--initial-capital", "50000", "--commission", "0", "--slippage-bps", "0",
         "--start", "2021-03-01", "--end", "2021-12-31", "--mode", "vectorized",
+        "--max-volume-participation", "0.0001", "--volume-impact-bps", "20",
     )  # fmt: skip
 
     report = json.loads(out.read_text())
@@ -89,6 +90,12 @@ def test_flags_reach_the_config(csv_file: Path, tmp_path: Path) -> None:
     assert report["start_time"].startswith("2021-03-01")
     assert report["end_time"] <= "2021-12-31T23:59"
     assert report["metadata"]["engine_mode"] == "vectorized"
+    assert report["config"]["max_volume_participation"] == "0.0001"
+    assert report["config"]["volume_impact_bps"] == "20"
+    fills_per_order: dict[int, int] = {}
+    for fill in report["fills"]:
+        fills_per_order[fill["order_id"]] = fills_per_order.get(fill["order_id"], 0) + 1
+    assert max(fills_per_order.values()) > 1  # 0.01% of the volume: orders fill in parts
 
 
 @pytest.mark.django_db

@@ -45,6 +45,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--mode", choices=[m.value for m in EngineMode], default=EngineMode.EVENT.value
         )
+        parser.add_argument(
+            "--max-volume-participation",
+            help="cap each fill at this share of the bar's volume, e.g. 0.1 (partial fills)",
+        )
+        parser.add_argument(
+            "--volume-impact-bps", default="0", help="extra slippage at 100%% of a bar's volume"
+        )
         parser.add_argument("--json", dest="json_out", help="write the JSON report here")
         parser.add_argument("--html", dest="html_out", help="write the HTML report here")
         parser.add_argument("--save", action="store_true", help="store the run in the database")
@@ -71,6 +78,12 @@ class Command(BaseCommand):
             start_date=start,
             end_date=end,
             fill_at=FillAt(options["fill_at"]),
+            max_volume_participation=(
+                _decimal(options["max_volume_participation"], "--max-volume-participation")
+                if options["max_volume_participation"]
+                else None
+            ),
+            volume_impact_bps=_decimal(options["volume_impact_bps"], "--volume-impact-bps"),
             timeframe=strategy_config.timeframe,
         )
         mode = EngineMode(options["mode"])
