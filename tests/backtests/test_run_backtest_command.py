@@ -6,6 +6,7 @@ import json
 import re
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -156,3 +157,41 @@ def test_a_bad_config_names_every_field(tmp_path: Path, csv_file: Path) -> None:
 def test_a_symbol_without_data_is_named(stored_bars: dict[str, int]) -> None:
     with pytest.raises(CommandError, match="no bars for MSFT"):
         run("--config", SMA, "--symbol", "MSFT")
+
+
+@pytest.mark.django_db
+def test_async_queues_a_stored_run(
+    stored_bars: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from backtests.tasks import run_backtest
+
+    queued: list[int] = []
+
+    class Sent:
+        id = "queued-task"
+
+    def delay(run_id: int) -> Sent:
+        queued.append(run_id)
+        return Sent()
+
+    monkeypatch.setattr(run_backtest, "delay", delay)
+    with django_capture_on_commit_callbacks(execute=True):
+        text = run("--config", SMA, "--save", "--async")
+
+    run_row = BacktestRun.objects.get()
+    assert f"Queued backtest run {run_row.pk}" in text and queued == [run_row.pk]
+    assert run_row.status == RunStatus.QUEUED and run_row.task_id == "queued-task"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--async"], "add --save"),
+        (["--save", "--async", "--json", "x.json"], "read its reports from the admin"),
+    ],
+)
+def test_async_needs_save_and_no_report_files(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("--config", SMA, *args)

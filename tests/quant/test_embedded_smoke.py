@@ -131,6 +131,29 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
             time.sleep(1)
             page = get(f"http://127.0.0.1:{port}/")[1]
         assert "<strong>NVDA</strong>" in page and "Succeeded" in page
+        # A backtest queued the same way runs on the worker and lists its report.
+        queued = subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "run_backtest",
+                "--config",
+                "configs/strategies/momentum.yaml",
+                "--save",
+                "--async",
+            ],
+            cwd=ROOT,
+            env=embedded_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert queued.returncode == 0 and "Queued backtest run 2" in queued.stdout, queued.stderr
+        deadline = time.monotonic() + 90
+        while "/backtests/runs/2/report.html" not in page and time.monotonic() < deadline:
+            time.sleep(1)
+            page = get(f"http://127.0.0.1:{port}/")[1]
+        assert "/backtests/runs/2/report.html" in page and "momentum v1" in page
     finally:
         if process.poll() is None:
             output = stop(process)

@@ -55,6 +55,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_out", help="write the JSON report here")
         parser.add_argument("--html", dest="html_out", help="write the HTML report here")
         parser.add_argument("--save", action="store_true", help="store the run in the database")
+        parser.add_argument(
+            "--async",
+            dest="queue",
+            action="store_true",
+            help="with --save: queue the run for the Celery worker and return at once",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -65,6 +71,12 @@ class Command(BaseCommand):
     def _handle(self, options: dict[str, Any]) -> None:
         if options["csv"] and options["save"]:
             raise CommandError("--save stores a run of database bars; it cannot use --csv")
+        if options["queue"] and not options["save"]:
+            raise CommandError("--async queues a stored run: add --save")
+        if options["queue"] and (options["json_out"] or options["html_out"]):
+            raise CommandError(
+                "--async returns before the run ends: read its reports from the admin"
+            )
         file_config = config_load(options["config"])
         symbols = tuple(s.strip().upper() for s in options["symbol"] or ()) or None
         strategy_config = (
@@ -87,6 +99,9 @@ class Command(BaseCommand):
             timeframe=strategy_config.timeframe,
         )
         mode = EngineMode(options["mode"])
+        if options["queue"]:
+            self._queue(file_config, symbols, config, mode, options["config"])
+            return
         if options["save"]:
             result = self._saved_run(file_config, symbols, config, mode, options["config"])
         else:
@@ -129,6 +144,28 @@ class Command(BaseCommand):
         state = "new version" if created else "unchanged"
         self.stdout.write(f"saved run {run.pk} of {version} ({state})")
         return outcome.result
+
+    def _queue(
+        self,
+        file_config: StrategyConfig,
+        symbols: tuple[str, ...] | None,
+        config: BacktestConfig,
+        mode: EngineMode,
+        path: str,
+    ) -> None:
+        from django.db import transaction
+
+        from quant.services import strategy_version_ensure
+
+        with transaction.atomic():
+            version, _ = strategy_version_ensure(
+                config=file_config, source="file", source_path=path
+            )
+            run = services.backtest_run_create(
+                strategy_version=version, config=config, mode=mode, symbols=symbols
+            )
+            services.backtest_run_submit(run=run)
+        self.stdout.write(f"Queued backtest run {run.pk} of {version}")
 
     def _write_reports(
         self, result: BacktestResult, json_out: str | None, html_out: str | None
