@@ -7,7 +7,9 @@ those signals into orders; the default sizes them from the config's sizing secti
 
 A strategy may also implement ``signals_frame``: the same targets computed over whole arrays
 at once. The vectorized backtest path uses it and must then produce exactly the trades of the
-event-driven path (tests check this for every built-in strategy).
+event-driven path (tests check this for every built-in strategy). That path still calls
+``risk_check`` and ``on_fill`` at every change of target, but never ``on_market_data`` or
+``daily_close``: a strategy whose targets depend on those belongs on the event-driven path.
 """
 
 from __future__ import annotations

@@ -195,3 +195,17 @@ def test_async_queues_a_stored_run(
 def test_async_needs_save_and_no_report_files(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         run("--config", SMA, *args)
+
+
+def test_a_csv_that_does_not_validate_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-02,100,101,99,100.5,1000\n"
+        "2024-01-03,100,99,101,100.5,1000\n"  # high below low
+    )
+
+    with pytest.raises(CommandError) as error:
+        run("--config", SMA, "--csv", str(bad))
+
+    assert "bad.csv" in str(error.value) and "line 3" in str(error.value)
