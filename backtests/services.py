@@ -34,7 +34,7 @@ from marketdata.selectors import bars_frame
 from quant.core.clock import Clock, SystemClock
 from quant.core.errors import ApplicationError, ConflictError, ValidationError
 from quant.models import StrategyVersion
-from quant.strategies.config import StrategyConfig
+from quant.strategies.config import StrategyConfig, config_validate
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,16 @@ def backtest_run_submit(*, run: BacktestRun) -> BacktestRun:
     from backtests.tasks import run_backtest
 
     def enqueue() -> None:
-        result = run_backtest.delay(run.pk)
+        try:
+            result = run_backtest.delay(run.pk)
+        except Exception as error:  # broker down: say so on the run instead of leaving it queued
+            _transition(
+                run,
+                RunStatus.FAILED,
+                error_message=f"could not queue the run: {type(error).__name__}: {error}",
+            )
+            log.error("backtest.enqueue_failed", run_id=run.pk, error=str(error))
+            return
         BacktestRun.objects.filter(pk=run.pk).update(task_id=result.id or "")
 
     transaction.on_commit(enqueue)
@@ -132,8 +141,8 @@ def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutco
         return RunOutcome(run, None)
     log.info("backtest.start", run_id=run.pk, strategy=run.strategy_config.get("name"))
     try:
-        strategy_config = StrategyConfig.model_validate(run.strategy_config)
-        strategy_config.strategy_class()  # the class must still be registered
+        # validated again: the class must still exist and still accept the stored params
+        strategy_config = config_validate(run.strategy_config, source=f"run {run.pk}")
         config = BacktestConfig.from_dict(run.backtest_config)
         data = market_data_load(
             symbols=strategy_config.symbols,

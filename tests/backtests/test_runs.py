@@ -293,3 +293,22 @@ def test_the_landing_page_lists_the_latest_runs(
     assert "Latest backtests" in page and "sma_crossover v1" in page
     assert f"/backtests/runs/{run.pk}/report.html" in page
     assert str(run.final_equity) in page
+
+
+def test_a_run_that_cannot_be_queued_fails_with_the_reason(
+    sma_version: StrategyVersion,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    def broker_down(run_id: int) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    monkeypatch.setattr(run_backtest, "delay", broker_down)
+    run = services.backtest_run_create(strategy_version=sma_version, config=BacktestConfig())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.backtest_run_submit(run=run)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "could not queue the run: ConnectionError" in run.error_message
