@@ -1,7 +1,10 @@
-"""Golden numbers: the shipped sma_crossover config on a small bundled data set.
+"""Golden numbers: the shipped sma_crossover config on a small bundled data set, both engine paths.
 
-The data (tests/backtests/data/golden_spy_daily.csv) is 500 synthetic daily bars committed to
-the repository; the first trade is recomputed by hand from its rows, the rest is pinned.
+The data (tests/backtests/data/golden_spy_daily.csv) is 500 synthetic business days from
+2021-01-04, made once with ``random_walk_bars(500, seed=2024, start="2021-01-04")`` and
+committed, so the numbers never depend on the generator. The first two trades are recomputed
+by hand from the CSV rows (crossings found with pandas, not with the engine's indicators);
+the rest is pinned.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 CSV = ROOT / "tests" / "backtests" / "data" / "golden_spy_daily.csv"
 CONFIG = ROOT / "configs" / "strategies" / "sma_crossover.yaml"
 D = Decimal
+COMMISSION, SLIP = 1.00, 10 / 10_000  # BacktestConfig's defaults: $1 a fill, 10 bps
 
 
 def bars() -> pd.DataFrame:
@@ -28,62 +32,104 @@ def bars() -> pd.DataFrame:
     return frame
 
 
+def crosses() -> tuple[list[str], list[str]]:
+    """Dates where SMA(10) crosses above / below SMA(30), straight from pandas."""
+    close = bars()["close"]
+    fast, slow = close.rolling(10).mean(), close.rolling(30).mean()
+    up = (fast.shift() < slow.shift()) & (fast > slow)
+    down = (fast.shift() > slow.shift()) & (fast < slow)
+    return (
+        [d.date().isoformat() for d in close.index[up]],
+        [d.date().isoformat() for d in close.index[down]],
+    )
+
+
 @pytest.fixture(scope="module", params=["event", "vectorized"])
 def result(request: pytest.FixtureRequest) -> BacktestResult:
     config = config_load(CONFIG)
-    assert (config.params, config.allow_short) == ({"fast": 10, "slow": 30}, False)
+    assert (config.class_name, config.params, config.allow_short) == (
+        "sma_crossover",
+        {"fast": 10, "slow": 30},
+        False,
+    )
+    assert (config.sizing.mode, config.sizing.percent) == ("percent", 100.0)
     data = MarketData.from_frames({"SPY": bars()})
     return BacktestEngine().run(
         config.build(), data, BacktestConfig(), mode=request.param, strategy_config=config.as_dict()
     )
 
 
-def test_first_trade_by_hand(result: BacktestResult) -> None:
+def test_the_bundled_data_is_what_the_golden_numbers_were_made_from() -> None:
     frame = bars()
-    close = frame["close"]
-    entry_close = float(close["2021-03-22"])  # 106.42
-    exit_close = float(close["2021-04-12"])  # 102.09
-    fill_in = entry_close * (1 + 10 / 10_000)  # 106.52642
-    fill_out = exit_close * (1 - 10 / 10_000)  # 101.98791
-    quantity = math.floor((100_000 - 1) / fill_in)  # floor(938.72) = 938
-    pnl = (fill_out - fill_in) * quantity - 2 * 1.00  # -4257.12 - 2 = -4259.12
-    trade = result.trades[0]
 
-    assert (trade.entry_time.date().isoformat(), trade.exit_time.date().isoformat()) == (
-        "2021-03-22",
-        "2021-04-12",
+    assert len(frame) == 500
+    assert (frame.index[0].date().isoformat(), frame.index[-1].date().isoformat()) == (
+        "2021-01-04",
+        "2022-12-02",
     )
-    assert trade.entry_price == D("106.52642") == D(repr(round(fill_in, 6)))
-    assert trade.exit_price == D("101.98791") == D(repr(round(fill_out, 6)))
-    assert trade.quantity == D(quantity) == D(938)
-    assert trade.commission == D("2.00")
-    assert trade.pnl == D("-4259.12") == D(repr(round(pnl, 2)))
+    assert float(frame["close"].sum()) == pytest.approx(49_257.82, abs=0.005)
 
 
-def test_pinned_trades_and_open_position(result: BacktestResult) -> None:
-    second = result.trades[1]
+def test_first_two_trades_by_hand(result: BacktestResult) -> None:
+    close = bars()["close"]
+    ups, downs = crosses()
+    # long only: enter on a cross up, exit on the next cross down (the short signal goes flat)
+    entry_day, exit_day = ups[0], next(d for d in downs if d > ups[0])  # 2021-03-22, 2021-04-12
+    fill_in = float(close[entry_day]) * (1 + SLIP)  # 106.42 * 1.001 = 106.52642
+    fill_out = float(close[exit_day]) * (1 - SLIP)  # 102.09 * 0.999 = 101.98791
+    # all-in: floor((100000 - 1) / 106.52642) = floor(938.73) = 938 shares
+    qty = math.floor((100_000 - COMMISSION) / fill_in)
+    pnl = (fill_out - fill_in) * qty - 2 * COMMISSION  # -4.53851 * 938 - 2 = -4259.12
+    cash = 100_000 + pnl  # all in cash again: 95740.88
+    second_day, second_exit = ups[1], next(d for d in downs if d > ups[1])
+    second_in = float(close[second_day]) * (1 + SLIP)  # 105.42 * 1.001 = 105.52542
+    second_qty = math.floor((cash - COMMISSION) / second_in)  # floor(95739.88 / 105.52542) = 907
+    first, second = result.trades[0], result.trades[1]
+
+    assert (entry_day, exit_day) == ("2021-03-22", "2021-04-12")
+    assert (first.entry_time.date().isoformat(), first.exit_time.date().isoformat()) == (
+        entry_day,
+        exit_day,
+    )
+    assert first.side == "long"
+    assert first.entry_price == D("106.52642") == D(repr(round(fill_in, 6)))
+    assert first.exit_price == D("101.98791") == D(repr(round(fill_out, 6)))
+    assert first.quantity == D(qty) == D(938)
+    assert first.commission == D("2.00")
+    assert first.pnl == D("-4259.12") == D(repr(round(pnl, 2)))
+    days = [d.date().isoformat() for d in close.index]
+    assert first.bars_held == days.index(exit_day) - days.index(entry_day) == 15
+
+    assert (second_day, second_exit) == ("2021-04-16", "2021-06-02")
+    assert (second.entry_time.date().isoformat(), second.exit_time.date().isoformat()) == (
+        second_day,
+        second_exit,
+    )
+    assert second.entry_price == D("105.52542") == D(repr(round(second_in, 6)))
+    assert second.quantity == D(second_qty) == D(907)
+    assert (second.exit_price, second.pnl, second.bars_held) == (D("104.81508"), D("-646.28"), 33)
+
+
+def test_pinned_trades_open_position_and_final_equity(result: BacktestResult) -> None:
     assert len(result.trades) == 7
-    assert (second.quantity, second.entry_price, second.exit_price, second.pnl) == (
-        D("907"),
-        D("105.52542"),
-        D("104.81508"),
-        D("-646.28"),
-    )
-    assert sum((t.pnl for t in result.trades), D(0)) == D("15449.68")
+    assert len(result.fills) == 15  # 7 round trips and the open entry
+    realized = sum((t.pnl for t in result.trades), D(0))
+    assert realized == D("15449.68")
     (position,) = result.open_positions
+    assert (position.side, position.entry_time.date().isoformat()) == ("long", "2022-11-28")
     assert (position.quantity, position.entry_price, position.last_price) == (
         D("1134"),
         D("101.79169"),
-        D("105.68"),
+        D("105.68"),  # the last close
     )
-    assert position.market_value == D("119841.12")  # 1134 x 105.68, the last close
-    # final equity = cash + open position at the last close
-    assert result.final_equity == D("119858.02")
+    assert position.market_value == D("119841.12") == D(1134) * D("105.68")
+    assert position.unrealized_pnl == D("4408.34")
+    # final equity = capital + realized + unrealized (entry commission included in both)
+    assert result.final_equity == D("119858.02") == D(100_000) + realized + position.unrealized_pnl
 
 
 def test_pinned_metrics(result: BacktestResult) -> None:
-    m = result.metrics
-    assert m.as_dict() == {
+    assert result.metrics.as_dict() == {
         "total_return": "19858.02",
         "total_return_pct": "19.8580",
         "sharpe_ratio": "0.6416",
