@@ -45,6 +45,9 @@ class Strategy(models.Model):
         max_length=500, blank=True, help_text="The YAML file it was loaded from"
     )
     is_active = models.BooleanField(default=True)
+    reviewed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a strategy review was approved (gate 1)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,3 +118,89 @@ class StrategyVersion(models.Model):
     def as_config(self) -> StrategyConfig:
         """The stored config, validated again (raises if the class or its params changed)."""
         return config_validate(self.config, source=f"strategy version {self}")
+
+
+class ApprovalKind(models.TextChoices):
+    """The human-in-the-loop gates of the spec (risk limit changes live in the risk app)."""
+
+    STRATEGY_REVIEW = "strategy_review", "Strategy review (before backtests)"
+    PROMOTE_PAPER = "promote_paper", "Backtest → paper trading"
+    PROMOTE_LIVE = "promote_live", "Paper → live trading"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class ApprovalRequest(models.Model):
+    """A request to pass one gate, with its evidence, decided by a different user."""
+
+    kind = models.CharField(max_length=20, choices=ApprovalKind.choices)
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="approvals")
+    strategy_version = models.ForeignKey(
+        StrategyVersion, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    status = models.CharField(
+        max_length=12, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    evidence = models.JSONField(default=dict, blank=True, help_text="Run ids, paper results")
+    note = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    requested_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ApprovalKind.values), name="approval_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ApprovalStatus.values), name="approval_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(decided_by__isnull=True)
+                | Q(requested_by__isnull=True)
+                | ~Q(decided_by=models.F("requested_by")),
+                name="approval_four_eyes",
+            ),
+            models.UniqueConstraint(
+                fields=["strategy", "kind"],
+                condition=Q(status="pending"),
+                name="approval_one_pending_per_gate",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.strategy} [{self.status}]"
+
+
+class ModeChange(models.Model):
+    """Audit of every change of a strategy's mode (promotions and demotions)."""
+
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="mode_changes")
+    from_mode = models.CharField(max_length=16, choices=StrategyMode.choices)
+    to_mode = models.CharField(max_length=16, choices=StrategyMode.choices)
+    approval = models.ForeignKey(
+        ApprovalRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    changed_by = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.strategy}: {self.from_mode} → {self.to_mode}"

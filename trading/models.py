@@ -1,1 +1,289 @@
-"""Models of the trading app arrive with their issue; the app and its migrations package exist now."""
+"""Orders, their append-only events, fills, positions, account snapshots and the trading state.
+
+Invariants live in the database: quantity > 0, filled <= quantity, limit orders carry a limit
+price, one ``client_order_id`` per order, one fill per (order, broker fill id), one position
+per (strategy, mode, symbol). Status changes go through ``trading.services`` only (compare-and-
+swap UPDATE plus an ``OrderEvent`` in the same transaction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+
+from trading.core.fsm import OPEN_STATUSES, OrderEventType, OrderStatus
+
+QTY = {"max_digits": 24, "decimal_places": 8}
+MONEY = {"max_digits": 24, "decimal_places": 8}
+
+
+class TradingMode(models.TextChoices):
+    PAPER = "paper", "Paper"
+    LIVE = "live", "Live"
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderKind(models.TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+    STOP = "stop", "Stop"
+
+
+class OrderSource(models.TextChoices):
+    STRATEGY = "strategy", "Strategy"
+    MANUAL = "manual", "Manual"
+    KILL_SWITCH = "kill_switch", "Kill switch (flatten)"
+    OPERATOR = "operator", "Operator (flatten position)"
+
+
+class Order(models.Model):
+    strategy = models.ForeignKey("quant.Strategy", on_delete=models.PROTECT, related_name="orders")
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    broker = models.CharField(max_length=32, help_text="Adapter name, e.g. simulated or alpaca")
+    client_order_id = models.CharField(max_length=128)
+    broker_order_id = models.CharField(max_length=128, blank=True, default="")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    order_type = models.CharField(max_length=8, choices=OrderKind.choices, default="market")
+    time_in_force = models.CharField(max_length=8, default="day")
+    quantity = models.DecimalField(**QTY)
+    limit_price = models.DecimalField(**MONEY, null=True, blank=True)
+    stop_price = models.DecimalField(**MONEY, null=True, blank=True)
+    stop_distance = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Price distance to the protective stop (risk)"
+    )
+    opening = models.BooleanField(help_text="True when the order grows the absolute position")
+    source = models.CharField(max_length=16, choices=OrderSource.choices)
+    reason = models.CharField(max_length=200, blank=True, help_text="Why it was placed")
+    status = models.CharField(
+        max_length=20, choices=[(s.value, s.value) for s in OrderStatus], default="pending"
+    )
+    filled_quantity = models.DecimalField(**QTY, default=0)
+    avg_fill_price = models.DecimalField(**MONEY, null=True, blank=True)
+    commission = models.DecimalField(**MONEY, default=0)
+    reject_reason = models.TextField(blank=True)
+    reference_price = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Last price the risk check used"
+    )
+    submit_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the gateway approved it, before the broker call"
+    )
+    submit_attempts = models.PositiveIntegerField(default=0)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    broker_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Time of the newest broker report applied"
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["client_order_id"], name="order_unique_client_id"),
+            models.UniqueConstraint(
+                fields=["broker", "broker_order_id"],
+                condition=~Q(broker_order_id=""),
+                name="order_unique_broker_id",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=~Q(order_type="limit") | Q(limit_price__isnull=False),
+                name="order_limit_has_price",
+            ),
+            models.CheckConstraint(
+                condition=~Q(order_type="stop") | Q(stop_price__isnull=False),
+                name="order_stop_has_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in OrderStatus]), name="order_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(side__in=OrderSide.values), name="order_side_valid"),
+            models.CheckConstraint(
+                condition=Q(mode__in=TradingMode.values), name="order_mode_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["mode", "status"],
+                condition=Q(status__in=[s.value for s in OPEN_STATUSES]),
+                name="order_open",
+            ),
+            models.Index(fields=["strategy", "-created_at"], name="order_strategy_recent"),
+            models.Index(fields=["symbol", "-created_at"], name="order_symbol_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.client_order_id}"
+
+    @property
+    def remaining(self) -> Any:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def is_open(self) -> bool:
+        return OrderStatus(self.status).is_open
+
+
+class AppendOnly(models.Model):
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+
+class OrderEvent(AppendOnly):
+    """One change of an order (or a note about it: a stale report, a cancel request)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    event = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+        indexes = [models.Index(fields=["order", "id"], name="orderevent_order")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status} -{self.event}-> {self.to_status}"
+
+
+NOTE_EVENTS = ("created", "submit_started", "cancel_requested", "stale_report", "note")
+assert not set(NOTE_EVENTS) & {e.value for e in OrderEventType}
+
+
+class Fill(AppendOnly):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    broker_fill_id = models.CharField(max_length=160)
+    strategy = models.ForeignKey("quant.Strategy", on_delete=models.PROTECT, related_name="+")
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**MONEY)
+    commission = models.DecimalField(**MONEY, default=0)
+    ts = models.DateTimeField()
+
+    class Meta:
+        ordering = ["ts", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "broker_fill_id"], name="fill_unique_id"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+        ]
+        indexes = [models.Index(fields=["strategy", "mode", "symbol"], name="fill_position")]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+
+
+class Position(models.Model):
+    """The sum of a strategy's fills in one symbol, kept in the fill's transaction."""
+
+    strategy = models.ForeignKey(
+        "quant.Strategy", on_delete=models.PROTECT, related_name="positions"
+    )
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    symbol = models.CharField(max_length=32)
+    quantity = models.DecimalField(**QTY, default=0)
+    avg_price = models.DecimalField(**MONEY, default=0)
+    realized_pnl = models.DecimalField(**MONEY, default=0)
+    last_fill_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["strategy", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["strategy", "mode", "symbol"], name="position_unique_symbol"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.strategy_id}/{self.mode} {self.symbol} {self.quantity}"
+
+
+class AccountSnapshot(models.Model):
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    broker = models.CharField(max_length=32)
+    equity = models.DecimalField(**MONEY)
+    cash = models.DecimalField(**MONEY)
+    buying_power = models.DecimalField(**MONEY)
+    ts = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-ts"]
+        indexes = [models.Index(fields=["mode", "-ts"], name="account_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.mode} equity {self.equity} at {self.ts:%Y-%m-%d %H:%M}"
+
+
+class SafeMode(models.Model):
+    """No new entries for a trading mode while reconciliation disagrees with the broker."""
+
+    mode = models.CharField(max_length=8, choices=TradingMode.choices, unique=True)
+    active = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"safe mode {self.mode}: {'on' if self.active else 'off'}"
+
+
+class ReconciliationRun(models.Model):
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    broker = models.CharField(max_length=32)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    matched = models.BooleanField(default=False)
+    discrepancies = models.JSONField(default=list, blank=True)
+    repaired = models.JSONField(default=list, blank=True, help_text="Orders brought up to date")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        verdict = "matched" if self.matched else "MISMATCH"
+        return f"reconciliation {self.mode} {self.started_at:%Y-%m-%d %H:%M:%S} {verdict}"
+
+
+class StrategyRuntime(models.Model):
+    """Where the trading loop stands with one strategy in one mode."""
+
+    strategy = models.ForeignKey("quant.Strategy", on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    last_bar_ts = models.DateTimeField(null=True, blank=True)
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    paused_reason = models.TextField(blank=True, help_text="Set by strategy-level risk limits")
+    paused_until = models.DateTimeField(null=True, blank=True)
+    high_water_mark = models.DecimalField(**MONEY, null=True, blank=True)
+    session_date = models.DateField(null=True, blank=True)
+    session_start_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    last_daily_close = models.DateField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "mode"], name="runtime_unique_strategy")
+        ]
+
+    def __str__(self) -> str:
+        return f"runtime {self.strategy_id}/{self.mode}"

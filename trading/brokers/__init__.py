@@ -1,0 +1,1 @@
+"""Broker adapters behind one async interface (``base.BrokerClient``): simulated and Alpaca."""

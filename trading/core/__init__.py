@@ -1,0 +1,1 @@
+"""Django-free trading core: the order state machine and position arithmetic."""
