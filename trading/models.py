@@ -15,8 +15,10 @@ from django.db.models import F, Q
 
 from trading.core.fsm import OPEN_STATUSES, OrderEventType, OrderStatus
 
-QTY = {"max_digits": 24, "decimal_places": 8}
-MONEY = {"max_digits": 24, "decimal_places": 8}
+
+def _decimal(**options: Any) -> Any:
+    """Quantities, prices and money: exact decimals with 8 places (fractional shares)."""
+    return models.DecimalField(max_digits=24, decimal_places=8, **options)
 
 
 class TradingMode(models.TextChoices):
@@ -52,11 +54,11 @@ class Order(models.Model):
     side = models.CharField(max_length=4, choices=OrderSide.choices)
     order_type = models.CharField(max_length=8, choices=OrderKind.choices, default="market")
     time_in_force = models.CharField(max_length=8, default="day")
-    quantity = models.DecimalField(**QTY)
-    limit_price = models.DecimalField(**MONEY, null=True, blank=True)
-    stop_price = models.DecimalField(**MONEY, null=True, blank=True)
-    stop_distance = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Price distance to the protective stop (risk)"
+    quantity = _decimal()
+    limit_price = _decimal(null=True, blank=True)
+    stop_price = _decimal(null=True, blank=True)
+    stop_distance = _decimal(
+        null=True, blank=True, help_text="Price distance to the protective stop (risk)"
     )
     opening = models.BooleanField(help_text="True when the order grows the absolute position")
     source = models.CharField(max_length=16, choices=OrderSource.choices)
@@ -64,13 +66,11 @@ class Order(models.Model):
     status = models.CharField(
         max_length=20, choices=[(s.value, s.value) for s in OrderStatus], default="pending"
     )
-    filled_quantity = models.DecimalField(**QTY, default=0)
-    avg_fill_price = models.DecimalField(**MONEY, null=True, blank=True)
-    commission = models.DecimalField(**MONEY, default=0)
+    filled_quantity = _decimal(default=0)
+    avg_fill_price = _decimal(null=True, blank=True)
+    commission = _decimal(default=0)
     reject_reason = models.TextField(blank=True)
-    reference_price = models.DecimalField(
-        **MONEY, null=True, blank=True, help_text="Last price the risk check used"
-    )
+    reference_price = _decimal(null=True, blank=True, help_text="Last price the risk check used")
     submit_started_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when the gateway approved it, before the broker call"
     )
@@ -175,9 +175,9 @@ class Fill(AppendOnly):
     mode = models.CharField(max_length=8, choices=TradingMode.choices)
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, choices=OrderSide.choices)
-    quantity = models.DecimalField(**QTY)
-    price = models.DecimalField(**MONEY)
-    commission = models.DecimalField(**MONEY, default=0)
+    quantity = _decimal()
+    price = _decimal()
+    commission = _decimal(default=0)
     ts = models.DateTimeField()
 
     class Meta:
@@ -201,9 +201,9 @@ class Position(models.Model):
     )
     mode = models.CharField(max_length=8, choices=TradingMode.choices)
     symbol = models.CharField(max_length=32)
-    quantity = models.DecimalField(**QTY, default=0)
-    avg_price = models.DecimalField(**MONEY, default=0)
-    realized_pnl = models.DecimalField(**MONEY, default=0)
+    quantity = _decimal(default=0)
+    avg_price = _decimal(default=0)
+    realized_pnl = _decimal(default=0)
     last_fill_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -222,9 +222,9 @@ class Position(models.Model):
 class AccountSnapshot(models.Model):
     mode = models.CharField(max_length=8, choices=TradingMode.choices)
     broker = models.CharField(max_length=32)
-    equity = models.DecimalField(**MONEY)
-    cash = models.DecimalField(**MONEY)
-    buying_power = models.DecimalField(**MONEY)
+    equity = _decimal()
+    cash = _decimal()
+    buying_power = _decimal()
     ts = models.DateTimeField()
 
     class Meta:
@@ -275,9 +275,9 @@ class StrategyRuntime(models.Model):
     last_error = models.TextField(blank=True)
     paused_reason = models.TextField(blank=True, help_text="Set by strategy-level risk limits")
     paused_until = models.DateTimeField(null=True, blank=True)
-    high_water_mark = models.DecimalField(**MONEY, null=True, blank=True)
+    high_water_mark = _decimal(null=True, blank=True)
     session_date = models.DateField(null=True, blank=True)
-    session_start_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    session_start_equity = _decimal(null=True, blank=True)
     last_daily_close = models.DateField(null=True, blank=True)
 
     class Meta:
