@@ -29,9 +29,8 @@ class OrderStatus(enum.StrEnum):
         return self not in OPEN_STATUSES
 
 
-OPEN_STATUSES = frozenset(
-    {OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED}
-)
+# A tuple, not a set: migrations render the open-orders index condition in this order.
+OPEN_STATUSES = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
 
 
 class OrderEventType(enum.StrEnum):
