@@ -227,6 +227,29 @@ MARKETDATA_CHUNK_BARS: int = env.int("MARKETDATA_CHUNK_BARS", default=20_000)
 HEALTH_WORKER_MAX_AGE_SECONDS: int = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
 HEALTH_BEAT_MAX_AGE_SECONDS: int = env.int("HEALTH_BEAT_MAX_AGE_SECONDS", default=120)
 
+# --- Alerts -----------------------------------------------------------------------------
+# Repeats of an unacknowledged alert key within this window are grouped into one row.
+ALERT_GROUP_WINDOW_SECONDS: int = env.int("ALERT_GROUP_WINDOW_SECONDS", default=300)
+# Channels; an empty one is skipped. CRITICAL → all, WARNING → Slack + email, INFO → Slack.
+ALERT_SLACK_WEBHOOK_URL: str = env.str("ALERT_SLACK_WEBHOOK_URL", default="")
+ALERT_EMAIL_TO: list[str] = env.list("ALERT_EMAIL_TO", default=[])
+ALERT_SMS_GATEWAY_URL: str = env.str("ALERT_SMS_GATEWAY_URL", default="")
+ALERT_SMS_TOKEN: str = env.str("ALERT_SMS_TOKEN", default="")
+ALERT_SMS_TO: list[str] = env.list("ALERT_SMS_TO", default=[])
+# Seconds an alert HTTP call (Slack, SMS gateway) may take before it counts as failed.
+ALERT_HTTP_TIMEOUT_SECONDS: float = env.float("ALERT_HTTP_TIMEOUT_SECONDS", default=5.0)
+
+# --- Email (alert emails) -----------------------------------------------------------------
+EMAIL_HOST: str = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT: int = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER: str = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD: str = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS: bool = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL: bool = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT: float = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default="quant-alerts@localhost")
+SERVER_EMAIL: str = DEFAULT_FROM_EMAIL
+
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT: str = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
