@@ -10,6 +10,7 @@ from django.conf import settings
 from backtests import services
 from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
+from quant.approvals import strategy_review_builtin
 from quant.models import Strategy
 from quant.services import LoadReport, strategies_load_directory
 
@@ -27,6 +28,10 @@ def demo_backtest_ensure(*, configs: Path | None = None) -> DemoBacktest:
     report = strategies_load_directory(
         path=configs or Path(settings.BASE_DIR) / "configs" / "strategies"
     )
+    for shipped in Strategy.objects.filter(name__in=[r.name for r in report.results]):
+        strategy_review_builtin(
+            strategy=shipped, note="built-in strategy shipped with the platform (demo seed)"
+        )
     strategy = Strategy.objects.select_related("current_version").get(name=DEMO_STRATEGY)
     version = strategy.current_version
     assert version is not None

@@ -31,6 +31,7 @@ from backtests.engine.report import ReportGenerator
 from backtests.models import RUN_TRANSITIONS, BacktestRun, BacktestTrade, RunStatus
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
+from quant.approvals import strategy_require_reviewed
 from quant.core.clock import Clock, SystemClock
 from quant.core.errors import ApplicationError, ConflictError, ValidationError
 from quant.models import StrategyVersion
@@ -87,7 +88,10 @@ def backtest_run_create(
     symbols: tuple[str, ...] | None = None,
     requested_by: User | None = None,
 ) -> BacktestRun:
-    """Validate and store a QUEUED run of one strategy version (nothing is stored on error)."""
+    """Validate and store a QUEUED run of one strategy version (nothing is stored on error).
+
+    Gate 1 of the spec: only a reviewed strategy may be backtested."""
+    strategy_require_reviewed(strategy_version.strategy)
     strategy_config = strategy_version.as_config()
     if symbols:
         strategy_config = strategy_config.model_copy(update={"symbols": tuple(symbols)})

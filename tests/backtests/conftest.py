@@ -10,6 +10,7 @@ import yaml
 
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
+from quant.approvals import strategy_review_builtin
 from quant.models import StrategyVersion
 from quant.services import strategy_version_ensure
 from quant.strategies.config import StrategyConfig, config_validate
@@ -39,4 +40,11 @@ def sma_config(**changes: object) -> StrategyConfig:
 @pytest.fixture
 def sma_version(db: None) -> StrategyVersion:
     version, _ = strategy_version_ensure(config=sma_config(), source="file")
+    reviewed(version)
+    return version
+
+
+def reviewed(version: StrategyVersion) -> StrategyVersion:
+    """Pass gate 1 (strategy review) the way ``seed_demo`` does for shipped strategies."""
+    strategy_review_builtin(strategy=version.strategy, note="test")
     return version

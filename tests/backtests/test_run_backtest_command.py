@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
 from quant.models import Strategy
-from tests.backtests.conftest import ROOT
+from tests.backtests.conftest import ROOT, reviewed
 
 SMA = str(ROOT / "configs" / "strategies" / "sma_crossover.yaml")
 GOLDEN_CSV = ROOT / "tests" / "backtests" / "data" / "golden_spy_daily.csv"
@@ -107,7 +107,26 @@ def test_database_run_without_save_stores_nothing(stored_bars: dict[str, int]) -
     assert not BacktestRun.objects.exists() and not Strategy.objects.exists()
 
 
+@pytest.fixture
+def reviewed_sma(db: None) -> None:
+    """The shipped sma_crossover config stored and past its review (gate 1)."""
+    from quant.services import strategy_version_ensure
+    from quant.strategies.config import config_load
+
+    version, _ = strategy_version_ensure(config=config_load(Path(SMA)), source="file")
+    reviewed(version)
+
+
 @pytest.mark.django_db
+def test_save_refuses_a_strategy_nobody_reviewed(stored_bars: dict[str, int]) -> None:
+    with pytest.raises(CommandError, match="has not been reviewed"):
+        run("--config", SMA, "--save")
+
+    assert not BacktestRun.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("reviewed_sma")
 def test_save_stores_the_run_with_its_version(stored_bars: dict[str, int], tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     text = run("--config", SMA, "--symbol", "QQQ", "--save", "--json", str(out))
@@ -160,6 +179,7 @@ def test_a_symbol_without_data_is_named(stored_bars: dict[str, int]) -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("reviewed_sma")
 def test_async_queues_a_stored_run(
     stored_bars: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,

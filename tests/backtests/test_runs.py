@@ -20,7 +20,7 @@ from quant.models import StrategyVersion
 from quant.services import strategy_version_ensure
 from quant.strategies.base import PortfolioState, PriceBar, Signal, Strategy
 from quant.strategies.registry import _REGISTRY, register
-from tests.backtests.conftest import sma_config
+from tests.backtests.conftest import reviewed, sma_config
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +70,7 @@ def test_redelivered_task_leaves_a_finished_run_alone(
 
 
 def test_the_run_records_exactly_which_version_ran(stored_bars: dict[str, int]) -> None:
-    v1, _ = strategy_version_ensure(config=sma_config(), source="file")
+    v1 = reviewed(strategy_version_ensure(config=sma_config(), source="file")[0])
     first = services.backtest_run_create(strategy_version=v1, config=BacktestConfig())
     v2, created = strategy_version_ensure(
         config=sma_config(params={"fast": 5, "slow": 20}), source="file"
@@ -149,7 +149,7 @@ def test_strategies() -> Iterator[None]:
 
 def _version_of(class_name: str) -> StrategyVersion:
     config = sma_config(**{"name": class_name, "class": class_name, "params": {}})
-    return strategy_version_ensure(config=config, source="file")[0]
+    return reviewed(strategy_version_ensure(config=config, source="file")[0])
 
 
 def test_cancel_works_mid_run(

@@ -1,0 +1,1 @@
+"""Writes of the trading app: the order path, reconciliation, operator actions, the trading loop."""
