@@ -1,0 +1,161 @@
+"""The one entry point that places orders (trading loop, manual orders, flattening)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import structlog
+from django.db.models import Q
+
+from quant.core.clock import Clock, SystemClock
+from quant.core.errors import ValidationError
+from quant.models import Strategy
+from trading.brokers.base import BrokerClient
+from trading.core.fsm import OPEN_STATUSES
+from trading.models import Order, OrderSource, Position
+from trading.services.orders import order_cancel, order_create, order_place
+from trading.services.reconcile import reconcile, reconciled_in_process
+
+log = structlog.get_logger(__name__)
+
+
+def order_submit(
+    *,
+    strategy: Strategy,
+    mode: str,
+    broker: BrokerClient,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    order_type: str = "market",
+    limit_price: Decimal | None = None,
+    stop_price: Decimal | None = None,
+    stop_distance: Decimal | None = None,
+    source: str = OrderSource.STRATEGY,
+    reason: str = "",
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Order:
+    """Create, check and send one order; returns it in its state after the broker's answer.
+
+    The first order of a process reconciles with the broker first (warm restart: positions
+    and open orders are brought up to date before anything new is sent).
+    """
+    from risk.gateway import kill_switch_view, order_risk_check
+
+    clock = clock or SystemClock()
+    if not reconciled_in_process(mode):
+        reconcile(mode=mode, broker=broker, clock=clock)
+    symbol = symbol.upper()
+    held = position_quantity(strategy=strategy, mode=mode, symbol=symbol)
+    signed = quantity if side == "buy" else -quantity
+    opening = held == 0 or (held > 0) == (signed > 0) or abs(signed) > abs(held)
+    order = order_create(
+        strategy=strategy,
+        mode=mode,
+        broker=broker.name,
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        opening=opening,
+        source=source,
+        order_type=order_type,
+        limit_price=limit_price,
+        stop_price=stop_price,
+        stop_distance=stop_distance,
+        reason=reason,
+        clock=clock,
+    )
+    order = order_place(order=order, broker=broker, risk=order_risk_check, clock=clock, sleep=sleep)
+    if order.is_open and source not in (OrderSource.KILL_SWITCH, OrderSource.OPERATOR):
+        switch = kill_switch_view(strategy.pk, lock=False)
+        if switch.global_active or switch.strategy_active:
+            # Approved just before an activation committed: the activation's cancel sweep may
+            # have run before the broker acknowledged it, so cancel it here as well.
+            order = order_cancel(order=order, broker=broker, clock=clock, reason="kill switch")
+    return order
+
+
+def position_quantity(*, strategy: Strategy, mode: str, symbol: str) -> Decimal:
+    position = Position.objects.filter(strategy=strategy, mode=mode, symbol=symbol.upper()).first()
+    return position.quantity if position else Decimal("0")
+
+
+def open_orders(*, mode: str | None = None, strategy_id: int | None = None) -> list[Order]:
+    query = Q(status__in=[s.value for s in OPEN_STATUSES])
+    if mode:
+        query &= Q(mode=mode)
+    if strategy_id:
+        query &= Q(strategy_id=strategy_id)
+    return list(Order.objects.filter(query).order_by("created_at"))
+
+
+def orders_cancel_open(
+    *, broker_for: Callable[[str], BrokerClient], strategy_id: int | None = None, reason: str
+) -> list[Order]:
+    """Cancel every open order (of one strategy, or all): the kill switch's first step."""
+    done = []
+    for order in open_orders(strategy_id=strategy_id):
+        try:
+            done.append(order_cancel(order=order, broker=broker_for(order.mode), reason=reason))
+        except Exception as error:  # one broker failure must not stop the sweep
+            log.error(
+                "kill_switch.cancel_failed", client_order_id=order.client_order_id, error=str(error)
+            )
+    return done
+
+
+def position_flatten(
+    *,
+    position: Position,
+    broker: BrokerClient,
+    source: str = OrderSource.OPERATOR,
+    reason: str = "flatten",
+    clock: Clock | None = None,
+) -> Order | None:
+    """A market order that closes the position (None when it is already flat)."""
+    position.refresh_from_db()
+    if not position.quantity:
+        return None
+    if (
+        position.quantity != position.quantity.to_integral_value()
+        and not broker.capabilities.fractional
+    ):
+        raise ValidationError(f"position {position} is fractional; this broker trades whole shares")
+    side = "sell" if position.quantity > 0 else "buy"
+    return order_submit(
+        strategy=position.strategy,
+        mode=position.mode,
+        broker=broker,
+        symbol=position.symbol,
+        side=side,
+        quantity=abs(position.quantity),
+        source=source,
+        reason=reason,
+        clock=clock,
+    )
+
+
+def positions_flatten(
+    *, broker_for: Callable[[str], BrokerClient], strategy_id: int | None, reason: str
+) -> list[Order]:
+    placed = []
+    positions = Position.objects.exclude(quantity=0).select_related("strategy")
+    if strategy_id:
+        positions = positions.filter(strategy_id=strategy_id)
+    for position in positions:
+        try:
+            order = position_flatten(
+                position=position,
+                broker=broker_for(position.mode),
+                source=OrderSource.KILL_SWITCH,
+                reason=reason,
+            )
+        except Exception as error:
+            log.error("kill_switch.flatten_failed", position=str(position), error=str(error))
+            continue
+        if order is not None:
+            placed.append(order)
+    return placed
