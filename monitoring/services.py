@@ -26,6 +26,7 @@ from quant.core.errors import ValidationError
 logger = structlog.get_logger(__name__)
 
 KEY_MAX_LENGTH = 255
+ENQUEUE_TIMEOUT_SECONDS = 1.0
 # First half of the two-int advisory lock that serialises raises of one key on PostgreSQL.
 _ADVISORY_NAMESPACE = 0x41_4C_52  # "ALR"
 
@@ -120,18 +121,27 @@ def alert_raise(
             alert.save(update_fields=fields)
         if notify:
             transaction.on_commit(partial(_enqueue_delivery, alert.pk, level.value))
-    log = logger.bind(alert_id=alert.pk, key=key, severity=alert.severity, count=alert.count)
+    log = logger.bind(alert_id=alert.pk, key=key, severity=str(alert.severity), count=alert.count)
     log.info("alert_raised" if notify else "alert_grouped", source=source)
     return alert
 
 
 def _enqueue_delivery(alert_id: int, severity: str) -> None:
-    """Hand the alert to the worker; a broker that is down must not break the caller."""
+    """Hand the alert to the worker; a broker that is down must not break or stall the caller.
+
+    kombu's defaults retry a refused connection for about 6 s (Redis: ~19 s with publish
+    retries), so connect once with a short budget and publish without retries.
+    """
     from monitoring.tasks import deliver_alert
+    from quant.celery import app
 
     try:
-        # retry=False: fail at once instead of kombu's publish retries (~19 s on Redis).
-        deliver_alert.apply_async(args=(alert_id, severity), retry=False)
+        if app.conf.task_always_eager:
+            deliver_alert.apply(args=(alert_id, severity))
+            return
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=0, timeout=ENQUEUE_TIMEOUT_SECONDS)
+            deliver_alert.apply_async(args=(alert_id, severity), connection=conn, retry=False)
     except Exception:
         logger.exception("alert_enqueue_failed", alert_id=alert_id, severity=severity)
 
