@@ -2,6 +2,7 @@
 
 - ``alpaca_server`` / ``polygon_server``: a started ``AlpacaServer`` / ``PolygonServer`` per
   test, stopped afterwards; a test fails if one of its handlers raised.
+- ``alpaca_trading_server``: the same for ``AlpacaTradingServer`` (Alpaca's trading API).
 - ``make_bars(symbol, timeframe, start, count)``: valid, deterministic ``BarRecord`` objects.
 - ``alpaca_provider(server, ...)`` / ``polygon_provider(server, ...)``: our real providers
   wired to a loopback server (the alpaca-py client inside ``AlpacaProvider`` included).
@@ -24,6 +25,7 @@ from marketdata.providers.polygon import PolygonProvider
 from marketdata.providers.synthetic import SyntheticProvider
 from quant.core.clock import ManualClock, ensure_utc
 from tests.support.alpaca_server import AlpacaServer
+from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.support.loopback import LoopbackServer
 from tests.support.polygon_server import PolygonServer
 
@@ -92,6 +94,13 @@ def _serve(server: LoopbackServer) -> Iterator[Any]:
 def alpaca_server() -> Iterator[AlpacaServer]:
     """Alpaca's market-data API on 127.0.0.1; key ``test-key``, secret ``test-secret``."""
     yield from _serve(AlpacaServer())
+
+
+@pytest.fixture
+def alpaca_trading_server() -> Iterator[AlpacaTradingServer]:
+    """Alpaca's trading API (and market data) on 127.0.0.1; key ``test-key``, secret
+    ``test-secret``, $100,000 cash, market orders filled at once at ``set_price``."""
+    yield from _serve(AlpacaTradingServer())
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ returns ``(status, headers, body)``; a body that is not ``bytes``/``str``/``None
 JSON (``Decimal`` as a JSON number, ``datetime`` as RFC 3339). Every request is logged in
 ``server.requests`` (thread-safe), faulted ones included. ``server.faults`` injects failures
 in front of the routes: an HTTP status (with ``Retry-After``), a slow answer, or a
-connection reset.
+connection reset; with ``late=True`` the route runs first and only its answer is lost.
 """
 
 from __future__ import annotations
@@ -209,6 +209,7 @@ class Fault:
     after: int = 0
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    late: bool = False
     seen: int = 0
     """Matching requests observed (including the ``after`` ones let through)."""
     fired: int = 0
@@ -224,7 +225,7 @@ class Fault:
         return self.times is not None and self.fired >= self.times
 
     def describe(self) -> str:
-        parts = []
+        parts = ["after handling"] if self.late else []
         if self.delay:
             parts.append(f"delay {self.delay}s")
         if self.reset:
@@ -261,6 +262,7 @@ class FaultInjector:
         *,
         method: str | None = None,
         headers: Mapping[str, str] | None = None,
+        late: bool = False,
     ) -> Fault:
         """Inject a failure.
 
@@ -271,6 +273,9 @@ class FaultInjector:
         ``after``: let that many matching requests through first. ``times``: how many
         requests the fault applies to (``None`` = every later matching request).
         ``path_prefix``/``method``: only requests whose path starts with it / of that method.
+        ``late``: run the real handler first (its effects stay: an order is stored), then
+        apply the fault to its answer: delayed past the client's timeout, reset, or replaced
+        by ``status``. This is "the broker accepted it, the answer never arrived".
         """
         if status is None and delay is None and not reset:
             raise ValueError("a fault needs a status, a delay or reset=True")
@@ -291,6 +296,7 @@ class FaultInjector:
             after=after,
             body=body,
             headers=dict(headers or {}),
+            late=late,
         )
         with self._lock:
             self._faults.append(fault)
@@ -404,8 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server.loopback
         server.requests.append(request)
         fault = server.faults.take(request)
+        answer: Response | None = None
         if fault is not None:
             request.fault = fault.describe()
+            if fault.late:  # the request takes effect first; only its answer is lost or late
+                answer = self._handle(request)
             if fault.delay and server._stopping.wait(fault.delay):
                 self._reset()
                 return
@@ -423,12 +432,16 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 self._send(request, fault.status, extra, body_value)
                 return
+        status, headers, payload = answer if answer is not None else self._handle(request)
+        self._send(request, status, headers, payload)
+
+    def _handle(self, request: Request) -> Response:
+        server = self.server.loopback
         try:
-            status, headers, payload = server.handle(request)
+            return server.handle(request)
         except Exception as error:  # a handler bug must answer 500, loudly
             server.handler_errors.append(error)
-            status, headers, payload = 500, {}, server.error_body(500, f"handler error: {error!r}")
-        self._send(request, status, headers, payload)
+            return 500, {}, server.error_body(500, f"handler error: {error!r}")
 
     def _send(self, request: Request, status: int, headers: ResponseHeaders, body: Any) -> None:
         data, content_type = encode_body(body)
