@@ -18,7 +18,7 @@ Rules (documented for users in the README):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -312,21 +312,7 @@ class ExecutionSimulator:
     def _quantity(self, request: OrderRequest, px: float) -> float:
         if request.intent is OrderIntent.EXIT:
             return abs(self.positions[request.symbol])
-        if request.quantity is not None:
-            return float(math.floor(request.quantity))
-        sizing = request.sizing
-        if sizing is None:
-            return 0.0
-        if sizing.mode is SizingMode.FIXED:
-            return float(math.floor(sizing.quantity))
-        equity = self.equity()
-        if sizing.mode is SizingMode.PERCENT:
-            budget = equity * sizing.percent / 100.0
-            if request.side is Side.BUY:
-                budget = min(budget, self.cash)
-            return float(max(math.floor((budget - self.commission) / px), 0))
-        distance = request.stop_distance or px * sizing.stop_pct / 100.0
-        return float(max(math.floor(equity * sizing.risk_pct / 100.0 / distance), 0))
+        return entry_quantity(request, px, self.equity, self.cash, self.commission)
 
     def _book(self, fill: Fill, index: int, before: float, after: float) -> None:
         symbol = fill.symbol
@@ -366,3 +352,30 @@ class ExecutionSimulator:
                 **self._state_positions,
                 symbol: PositionState(symbol, after, trade.entry_value / trade.entry_qty),
             }
+
+
+def entry_quantity(
+    request: OrderRequest,
+    px: float,
+    equity: Callable[[], float],
+    cash: float,
+    commission: float,
+) -> float:
+    """Whole shares of an entry at price ``px`` under its sizing (paper and live use it too).
+
+    ``equity`` is a callable: only the percent and risk modes need it, and it costs a loop."""
+    if request.quantity is not None:
+        return float(math.floor(request.quantity))
+    sizing = request.sizing
+    if sizing is None:
+        return 0.0
+    if sizing.mode is SizingMode.FIXED:
+        return float(math.floor(sizing.quantity))
+    total = equity()
+    if sizing.mode is SizingMode.PERCENT:
+        budget = total * sizing.percent / 100.0
+        if request.side is Side.BUY:
+            budget = min(budget, cash)
+        return float(max(math.floor((budget - commission) / px), 0))
+    distance = request.stop_distance or px * sizing.stop_pct / 100.0
+    return float(max(math.floor(total * sizing.risk_pct / 100.0 / distance), 0))
