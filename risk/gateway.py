@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from decimal import Decimal
 
-from django.db.models import Avg, F, Max, Sum
+from django.db.models import Max, Sum
 
 from marketdata.models import Bar
 from quant.core.clock import Clock
@@ -57,16 +57,17 @@ def last_prices(symbols: list[str]) -> dict[str, Decimal]:
 
 def market_view(symbol: str, now: datetime) -> MarketView:
     last = last_prices([symbol]).get(symbol)
-    daily = Bar.objects.filter(instrument__symbol=symbol, timeframe="1Day", ts__lte=now).order_by(
-        "-ts"
-    )[:ADV_SESSIONS]
-    stats = Bar.objects.filter(pk__in=daily.values("pk")).aggregate(
-        volume=Avg("volume"), dollars=Avg(F("volume") * F("close"))
+    daily = list(
+        Bar.objects.filter(instrument__symbol=symbol, timeframe="1Day", ts__lte=now)
+        .order_by("-ts")
+        .values_list("volume", "close")[:ADV_SESSIONS]
     )
+    volume = sum((v for v, _ in daily), ZERO) / len(daily) if daily else None
+    dollars = sum((v * c for v, c in daily), ZERO) / len(daily) if daily else None
     return MarketView(
         last_price=last,
-        average_daily_volume=stats["volume"],
-        average_daily_dollar_volume=stats["dollars"],
+        average_daily_volume=volume,
+        average_daily_dollar_volume=dollars,
     )
 
 
