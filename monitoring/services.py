@@ -132,12 +132,12 @@ def _enqueue_delivery(alert_id: int, severity: str) -> None:
     kombu's defaults retry a refused connection for about 6 s (Redis: ~19 s with publish
     retries), so connect once with a short budget and publish without retries.
     """
-    from monitoring.tasks import deliver_alert
+    from monitoring.tasks import deliver_alert, deliver_alert_now
     from quant.celery import app
 
     try:
         if app.conf.task_always_eager:
-            deliver_alert.apply(args=(alert_id, severity))
+            deliver_alert_now(alert_id=alert_id, severity=severity)
             return
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=ENQUEUE_TIMEOUT_SECONDS)

@@ -49,3 +49,14 @@ def deliver_alert(self: Task, alert_id: int, severity: str) -> None:
         )
         return
     raise self.retry(countdown=retry_countdown(retries, outcome.retry_after))
+
+
+def deliver_alert_now(*, alert_id: int, severity: str) -> None:
+    """In-process delivery for eager mode (tests, debugging): the worker's rounds, no waits.
+
+    Celery's eager retries re-raise ``Retry`` when ``task_eager_propagates`` is on, so the
+    rounds are run here instead.
+    """
+    for _ in range(DELIVERY_MAX_RETRIES + 1):
+        if not alert_deliver(alert_id=alert_id, severity=severity).needs_retry:
+            return
