@@ -98,7 +98,32 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
     run.save()
     _reconciled_here.add(mode)
     _safe_mode_update(mode=mode, run=run, now=clock.now())
+    circuit_breaker_check(mode=mode)
     return run
+
+
+def circuit_breaker_check(*, mode: str) -> str | None:
+    """Spec: total drawdown above its limit activates the kill switch (daily drawdown halts
+    entries in the gateway itself). Reads the account snapshots; returns the trigger reason."""
+    from risk.health import CircuitBreaker, EquityPoint
+    from risk.selectors import kill_switch_blocking, limits_current
+    from risk.services import killswitch_activate
+
+    points = [
+        EquityPoint(ts, equity)
+        for ts, equity in AccountSnapshot.objects.filter(mode=mode)
+        .order_by("ts")
+        .values_list("ts", "equity")
+    ]
+    breaker = CircuitBreaker(limits_current())
+    breaker.check_drawdown(points)
+    trigger = breaker.trigger_if_threshold_breached()
+    if trigger is None or kill_switch_blocking(strategy_id=None) is not None:
+        return None
+    killswitch_activate(
+        reason=f"{mode}: {trigger.reason}", flatten=trigger.flatten, source=trigger.source
+    )
+    return trigger.reason
 
 
 def _compare(*, mode: str, broker: BrokerClient) -> list[dict[str, Any]]:
