@@ -206,6 +206,8 @@ else:
 ALPACA_API_KEY: str = env.str("ALPACA_API_KEY", default="")
 ALPACA_SECRET_KEY: str = env.str("ALPACA_SECRET_KEY", default="")
 ALPACA_PAPER: bool = env.bool("ALPACA_PAPER", default=True)
+# Orders on the live (real money) account: refused unless this is true, whatever else is set.
+ALPACA_LIVE_TRADING_ENABLED: bool = env.bool("ALPACA_LIVE_TRADING_ENABLED", default=False)
 ALPACA_BASE_URL: str = env.str("ALPACA_BASE_URL", default="")
 ALPACA_DATA_URL: str = env.str("ALPACA_DATA_URL", default="")
 ALPACA_DATA_FEED: str = env.str("ALPACA_DATA_FEED", default="iex")

@@ -6,6 +6,8 @@
 - ``make_bars(symbol, timeframe, start, count)``: valid, deterministic ``BarRecord`` objects.
 - ``alpaca_provider(server, ...)`` / ``polygon_provider(server, ...)``: our real providers
   wired to a loopback server (the alpaca-py client inside ``AlpacaProvider`` included).
+- ``alpaca_broker(server, ...)``: our ``AlpacaBroker`` (alpaca-py's ``TradingClient`` inside)
+  wired to an ``AlpacaTradingServer``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.support.alpaca_server import AlpacaServer
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.support.loopback import LoopbackServer
 from tests.support.polygon_server import PolygonServer
+from trading.brokers.alpaca import AlpacaBroker
 
 SESSION_MINUTES = 390
 
@@ -74,6 +77,19 @@ def alpaca_provider(server: AlpacaServer, **kwargs: Any) -> AlpacaProvider:
     }
     options.update(kwargs)
     return AlpacaProvider(**options)
+
+
+def alpaca_broker(server: AlpacaTradingServer, **kwargs: Any) -> AlpacaBroker:
+    """``AlpacaBroker`` (paper) against ``server``, with the server's credentials unless given;
+    a short timeout so "the answer never came" tests stay fast."""
+    options: dict[str, Any] = {
+        "api_key": server.api_key,
+        "secret_key": server.secret_key,
+        "url_override": server.url,
+        "timeout": 2.0,
+    }
+    options.update(kwargs)
+    return AlpacaBroker(**options)
 
 
 def polygon_provider(server: PolygonServer, **kwargs: Any) -> PolygonProvider:
