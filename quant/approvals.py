@@ -47,6 +47,7 @@ def approval_request(
 ) -> ApprovalRequest:
     """Open a request for one gate, with its evidence collected and checked."""
     kind = ApprovalKind(kind)
+    strategy = Strategy.objects.select_related("current_version").get(pk=strategy.pk)  # fresh
     evidence: dict[str, Any] = {
         "strategy_version": strategy.current_version.number if strategy.current_version else None
     }
