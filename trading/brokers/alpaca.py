@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import requests
-from alpaca.common.enums import Sort
+from alpaca.common.enums import BaseURL, Sort
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, PositionSide, QueryOrderStatus, TimeInForce
@@ -336,7 +337,9 @@ def broker_account(account: Any) -> BrokerAccount:
         cash=_decimal(account.cash),
         buying_power=_decimal(account.buying_power),
         status=account.status.value,
-        trading_blocked=bool(account.trading_blocked or account.account_blocked),
+        trading_blocked=bool(
+            account.trading_blocked or account.account_blocked or account.trade_suspended_by_user
+        ),
         currency=account.currency or "USD",
     )
 
@@ -368,6 +371,10 @@ def _order_uuid(broker_order_id: str) -> UUID:
 # -- settings ---------------------------------------------------------------------------------
 
 
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
 def alpaca_broker_from_settings(*, live: bool = False) -> AlpacaBroker:
     """The Alpaca broker of this deployment: paper unless ``live``, which also needs
     ``ALPACA_LIVE_TRADING_ENABLED``. Requests share the "alpaca" rate budget (Redis when
@@ -382,6 +389,11 @@ def alpaca_broker_from_settings(*, live: bool = False) -> AlpacaBroker:
         raise ConfigurationError(
             f"Alpaca trading needs {' and '.join(missing)}: set them in the environment",
             details={"missing": missing},
+        )
+    if not live and _host(settings.ALPACA_BASE_URL) == _host(BaseURL.TRADING_LIVE.value):
+        raise ConfigurationError(
+            "ALPACA_BASE_URL points at Alpaca's live endpoint but paper trading was asked for: "
+            "live orders go through the live broker and its gate only"
         )
     return AlpacaBroker(
         api_key=settings.ALPACA_API_KEY,

@@ -580,6 +580,18 @@ def test_live_broker_is_refused_unless_enabled(
     assert paper.paper is True and paper.client._base_url == BaseURL.TRADING_PAPER
 
 
+def test_paper_broker_refuses_a_base_url_on_the_live_endpoint(
+    server: AlpacaTradingServer, settings: SettingsWrapper, fresh_limiters: None
+) -> None:
+    configure(settings, server, ALPACA_BASE_URL="https://API.alpaca.markets")
+
+    with pytest.raises(ConfigurationError, match="live endpoint"):
+        alpaca_broker_from_settings()
+
+    settings.ALPACA_LIVE_TRADING_ENABLED = True
+    assert alpaca_broker_from_settings(live=True).paper is False
+
+
 @pytest.mark.parametrize(
     ("key", "secret", "named"),
     [
