@@ -36,6 +36,7 @@ from quant.strategies.base import (
 )
 from trading.brokers.base import BrokerClient
 from trading.models import AccountSnapshot, Position, StrategyRuntime
+from trading.services.reconcile import reconcile, reconciled_in_process
 from trading.services.submit import open_orders, order_submit
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,13 @@ def _bars(symbols: tuple[str, ...], timeframe: str, now: datetime) -> list[Price
             PriceBar(symbol, ts, float(o), float(h), float(lo), float(c), float(v))
             for ts, o, h, lo, c, v in recent
         )
+    if timeframe == "1Day":  # a daily bar is final only once its session has closed
+        calendar = MarketCalendar()
+        rows = [
+            bar
+            for bar in rows
+            if not calendar.is_session(bar.ts.date()) or calendar.session_close(bar.ts.date()) <= now
+        ]
     rows.sort(key=lambda bar: (bar.ts, bar.symbol))
     return rows
 
@@ -97,6 +105,8 @@ def strategy_tick(
     if switch.global_active or switch.strategy_active:
         result.skipped = "kill switch active"
         return result
+    if not reconciled_in_process(mode):  # sizing reads the account: bring it up to date first
+        reconcile(mode=mode, broker=broker, clock=clock)
     runtime, _ = StrategyRuntime.objects.get_or_create(strategy=strategy, mode=mode)
     assert strategy.current_version is not None
     config = strategy.current_version.as_config()
