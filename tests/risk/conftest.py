@@ -1,0 +1,28 @@
+"""Fixtures of the risk tests: two users (for the two-person rule) and strategies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quant.models import Strategy
+
+
+@pytest.fixture
+def alice(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="bob", password="pw-bob-1234")
+
+
+def make_strategy(name: str = "sma_spy") -> Strategy:
+    return Strategy.objects.create(name=name, class_name="sma_crossover", symbols=["SPY"])
+
+
+@pytest.fixture
+def strategy(db: None) -> Strategy:
+    return make_strategy()
