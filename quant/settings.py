@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "marketdata.apps.MarketdataConfig",
     "backtests.apps.BacktestsConfig",
     "trading.apps.TradingConfig",
+    "trading.venue.apps.VenueConfig",
     "risk.apps.RiskConfig",
     "monitoring.apps.MonitoringConfig",
 ]
@@ -224,6 +225,16 @@ MARKETDATA_FALLBACK_PROVIDER: str = env.str(
 MARKETDATA_EXCHANGE: str = env.str("MARKETDATA_EXCHANGE", default="XNYS")
 MARKETDATA_SYNTHETIC_SEED: int = env.int("MARKETDATA_SYNTHETIC_SEED", default=42)
 MARKETDATA_CHUNK_BARS: int = env.int("MARKETDATA_CHUNK_BARS", default=20_000)
+
+# --- Paper trading ----------------------------------------------------------------------
+# The SimulatedBroker, the embedded default broker: paper orders fill on the backtest's fill
+# model against stored bars. Money values are read as text and kept exact (Decimal).
+PAPER_STARTING_CASH: str = env.str("PAPER_STARTING_CASH", default="100000")
+PAPER_LATENCY_MS: int = env.int("PAPER_LATENCY_MS", default=0)
+PAPER_SLIPPAGE_BPS: str = env.str("PAPER_SLIPPAGE_BPS", default="10")
+PAPER_COMMISSION: str = env.str("PAPER_COMMISSION", default="1.00")
+# Share of a bar's volume one fill may take, e.g. 0.1 (default empty: no cap).
+PAPER_MAX_VOLUME_PARTICIPATION: str = env.str("PAPER_MAX_VOLUME_PARTICIPATION", default="")
 
 # --- Health -----------------------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS: int = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
