@@ -1,24 +1,86 @@
-"""Admin: strategies (configs come from YAML via ``load_strategies``) and their version history.
+"""Admin: strategies (configs come from YAML via ``load_strategies``), their version history,
+and the approval gates (review, promotion to paper and to live) with the mode-change audit.
 
 Config fields are copies of the current version and are read-only here; versions are history
-and can be looked at, never added, edited or deleted. Mode changes wait for the approval
-workflow, so only ``is_active`` is editable for now.
+and can be looked at, never added, edited or deleted. A strategy's mode changes only through
+``quant.approvals``: the strategy actions open requests or demote, and another user approves or
+rejects a request from the approval list. Only ``is_active`` is edited directly.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from quant.core.errors import ValidationError
-from quant.models import Strategy, StrategyVersion
+from quant.approvals import approval_decide, approval_request, strategy_demote
+from quant.core.errors import ApplicationError, ValidationError
+from quant.models import (
+    ApprovalKind,
+    ApprovalRequest,
+    ModeChange,
+    Strategy,
+    StrategyMode,
+    StrategyVersion,
+)
 from quant.strategies.config import config_dump
+
+ACTION_FORM_TEMPLATE = "admin/quant/action_form.html"
+
+
+def action_form_response(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    action: str,
+    title: str,
+    form: forms.Form,
+    submit_label: str,
+    intro: str = "",
+    describe: Callable[[Any], str] = str,
+) -> TemplateResponse:
+    """The intermediate page of an action (inputs or a confirmation), posting back to it."""
+    objects = list(queryset)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "opts": modeladmin.opts,
+        "title": title,
+        "intro": intro,
+        "objects": [describe(o) for o in objects],
+        "selected": [o.pk for o in objects],
+        "form": form,
+        "action": action,
+        "submit_label": submit_label,
+    }
+    return TemplateResponse(request, ACTION_FORM_TEMPLATE, context)
+
+
+def report_each(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    items: Iterable[Model],
+    service: Callable[[Any], str],
+) -> None:
+    """Call ``service`` per item; its text, or the service's error, becomes a message."""
+    for item in items:
+        try:
+            text = service(item)
+        except ApplicationError as error:
+            modeladmin.message_user(request, f"{item}: {error.message}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, text, messages.SUCCESS)
 
 
 def _config_yaml(version: StrategyVersion) -> str:
@@ -28,6 +90,32 @@ def _config_yaml(version: StrategyVersion) -> str:
     except ValidationError:
         # The class or its params changed since this version was stored: show it as stored.
         return yaml.safe_dump(version.config, sort_keys=True)
+
+
+class PromotePaperForm(forms.Form):
+    backtest_run_ids = forms.CharField(
+        required=False,
+        label="Backtest run ids",
+        help_text="Comma-separated ids of succeeded runs (empty: the newest succeeded run of "
+        "the current version)",
+    )
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_backtest_run_ids(self) -> list[int] | None:
+        text = self.cleaned_data["backtest_run_ids"]
+        ids = [part for part in re.split(r"[\s,]+", text) if part]
+        bad = [part for part in ids if not part.isdigit()]
+        if bad:
+            raise forms.ValidationError(f"not run ids: {', '.join(bad)}")
+        return [int(part) for part in ids] or None
+
+
+class DemoteForm(forms.Form):
+    to_mode = forms.ChoiceField(
+        label="Target mode",
+        choices=[(m.value, m.label) for m in (StrategyMode.RESEARCH, StrategyMode.PAPER)],
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class StrategyVersionInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -63,6 +151,7 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "symbol_list",
         "timeframe",
         "mode",
+        "reviewed_at",
         "version_number",
         "is_active",
         "updated_at",
@@ -77,6 +166,7 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "symbols",
         "timeframe",
         "mode",
+        "reviewed_at",
         "is_active",
         "current_version",
         "current_config",
@@ -86,6 +176,7 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = tuple(f for f in fields if f != "is_active")
     inlines = [StrategyVersionInline]
+    actions = ["request_review", "request_paper", "request_live", "demote"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # strategies are created by `manage.py load_strategies`
@@ -103,6 +194,78 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def current_config(self, strategy: Strategy) -> str:
         version = strategy.current_version
         return format_html("<pre>{}</pre>", _config_yaml(version)) if version else "-"
+
+    def _request(
+        self, request: HttpRequest, queryset: QuerySet[Strategy], kind: ApprovalKind, **extra: Any
+    ) -> None:
+        def open_request(strategy: Strategy) -> str:
+            approval = approval_request(strategy=strategy, kind=kind, user=request.user, **extra)
+            return (
+                f"{kind.label} of {strategy} requested (request {approval.pk}): "
+                "another user approves or rejects it under Approval requests"
+            )
+
+        report_each(self, request, queryset, open_request)
+
+    @admin.action(description="Request review", permissions=["change"])
+    def request_review(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> None:
+        self._request(request, queryset, ApprovalKind.STRATEGY_REVIEW)
+
+    @admin.action(description="Request promotion to paper", permissions=["change"])
+    def request_paper(
+        self, request: HttpRequest, queryset: QuerySet[Strategy]
+    ) -> HttpResponse | None:
+        form = PromotePaperForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return action_form_response(
+                self,
+                request,
+                queryset,
+                action="request_paper",
+                title="Request promotion to paper trading",
+                intro="The request carries the backtests below as its evidence.",
+                form=form,
+                submit_label="Request promotion",
+            )
+        self._request(
+            request,
+            queryset,
+            ApprovalKind.PROMOTE_PAPER,
+            backtest_run_ids=form.cleaned_data["backtest_run_ids"],
+            note=form.cleaned_data["note"],
+        )
+        return None
+
+    @admin.action(description="Request promotion to live", permissions=["change"])
+    def request_live(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> None:
+        self._request(request, queryset, ApprovalKind.PROMOTE_LIVE)
+
+    @admin.action(description="Demote", permissions=["change"])
+    def demote(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> HttpResponse | None:
+        form = DemoteForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return action_form_response(
+                self,
+                request,
+                queryset,
+                action="demote",
+                title="Demote strategies",
+                intro="Demotion applies at once; no approval is needed to reduce risk.",
+                form=form,
+                submit_label="Demote",
+                describe=lambda s: f"{s} ({s.mode})",
+            )
+        to_mode, reason = form.cleaned_data["to_mode"], form.cleaned_data["reason"]
+
+        def demote_one(strategy: Strategy) -> str:
+            before = strategy.mode
+            done = strategy_demote(
+                strategy=strategy, to_mode=to_mode, user=request.user, reason=reason
+            )
+            return f"{done} demoted: {before} → {done.mode}"
+
+        report_each(self, request, queryset, demote_one)
+        return None
 
 
 @admin.register(StrategyVersion)
@@ -145,3 +308,94 @@ class StrategyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Config")
     def config_yaml(self, version: StrategyVersion) -> SafeString:
         return format_html("<pre>{}</pre>", _config_yaml(version))
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Requests are opened from the strategy list; here another user decides them."""
+
+    list_display = (
+        "id",
+        "kind",
+        "strategy",
+        "status",
+        "requested_by",
+        "requested_at",
+        "decided_by",
+        "decided_at",
+        "evidence_summary",
+    )
+    list_filter = ("status", "kind", "strategy")
+    list_select_related = ("strategy", "requested_by", "decided_by")
+    search_fields = ("strategy__name", "note")
+    fields = (
+        "kind",
+        "strategy",
+        "strategy_version",
+        "status",
+        "note",
+        "evidence_pretty",
+        "requested_by",
+        "requested_at",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+    )
+    readonly_fields = fields
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("quant.change_approvalrequest")
+
+    @admin.display(description="evidence")
+    def evidence_summary(self, approval: ApprovalRequest) -> str:
+        text = json.dumps(approval.evidence, sort_keys=True)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="evidence")
+    def evidence_pretty(self, approval: ApprovalRequest) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(approval.evidence, indent=2, sort_keys=True))
+
+    def _decide(
+        self, request: HttpRequest, queryset: QuerySet[ApprovalRequest], approve: bool
+    ) -> None:
+        def decide(approval: ApprovalRequest) -> str:
+            done = approval_decide(approval=approval, user=request.user, approve=approve)
+            strategy = Strategy.objects.get(pk=done.strategy_id)
+            return f"{done.get_kind_display()} for {strategy}: {done.status} ({strategy.mode} mode)"
+
+        report_each(self, request, queryset.select_related("strategy"), decide)
+
+    @admin.action(description="Approve", permissions=["decide"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject", permissions=["decide"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> None:
+        self._decide(request, queryset, approve=False)
+
+
+@admin.register(ModeChange)
+class ModeChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("at", "strategy", "from_mode", "to_mode", "changed_by", "approval", "reason")
+    list_filter = ("to_mode", "strategy")
+    list_select_related = ("strategy", "changed_by", "approval__strategy")
+    search_fields = ("strategy__name", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
