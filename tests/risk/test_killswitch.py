@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import check_password
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 
 from monitoring.models import Alert
 from quant.core.errors import NotFoundError, ValidationError
@@ -23,7 +25,12 @@ from risk.models import (
     KillSwitchMode,
     KillSwitchState,
 )
-from risk.selectors import kill_switch_blocking, killswitch_get, killswitch_status
+from risk.selectors import (
+    kill_switch_blocking,
+    killswitch_get,
+    killswitch_global,
+    killswitch_status,
+)
 from risk.services import (
     admin_code_set,
     circuit_breaker_run,
@@ -31,6 +38,7 @@ from risk.services import (
     killswitch_deactivate,
 )
 from risk.signals import kill_switch_activated
+from tests.conftest import service_unavailable
 from tests.risk.conftest import make_strategy
 
 pytestmark = pytest.mark.django_db
@@ -324,3 +332,142 @@ def test_the_circuit_breaker_activates_the_kill_switch_once(
         "Total drawdown 11.00% > 10.00% from high water mark $100,000.00"
     )
     assert len(events(KillSwitchAction.ACTIVATED)) == 1
+
+
+# --- concurrency on PostgreSQL: no order is accepted after an activation commits ----------------
+
+
+class Worker(threading.Thread):
+    """Runs ``target`` on its own database connection, keeping its result or error."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.target, self.result, self.error = target, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.target()
+        except BaseException as error:
+            self.error = error
+        finally:
+            connections.close_all()
+
+
+def require_postgres() -> None:
+    """Skip (fail in CI) off PostgreSQL; then make sure the global row exists, committed (a
+    transactional test's flush removes the migration's row)."""
+    if connections["default"].vendor != "postgresql":
+        service_unavailable("row locks are tested on PostgreSQL (SQLite has one writer at a time)")
+    killswitch_global()
+
+
+def wait_until_blocked(worker: Worker, timeout: float = 10) -> bool:
+    """True once another session of this database waits on a row lock (and ``worker`` runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.is_alive():
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] >= 1:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def check(strategy_id: int | None = None, *, lock: bool = True) -> KillSwitchState | None:
+    with transaction.atomic():
+        return kill_switch_blocking(strategy_id=strategy_id, lock=lock)
+
+
+def activation_holding_its_lock(
+    activated: threading.Event, release: threading.Event
+) -> Callable[[], KillSwitchState]:
+    def activate() -> KillSwitchState:
+        with transaction.atomic():
+            state = killswitch_activate(reason="halt now")
+            activated.set()
+            release.wait(10)  # the transaction stays open, the global row locked
+        return state
+
+    return activate
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_check_waits_for_an_activation_to_commit_and_then_sees_it() -> None:
+    require_postgres()
+    activated, release = threading.Event(), threading.Event()
+    activator = Worker(activation_holding_its_lock(activated, release))
+    activator.start()
+    assert activated.wait(10)
+
+    checker = Worker(check)
+    checker.start()
+    assert wait_until_blocked(checker), "the check must wait for the activation's transaction"
+    assert checker.is_alive()
+
+    release.set()
+    activator.join(10)
+    checker.join(10)
+    assert activator.error is None and checker.error is None
+    assert checker.result is not None and checker.result.active
+    assert checker.result.reason == "halt now"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_without_the_lock_a_check_reads_past_an_uncommitted_activation() -> None:
+    """The control for the test above: the shared lock is what makes the check wait."""
+    require_postgres()
+    activated, release = threading.Event(), threading.Event()
+    activator = Worker(activation_holding_its_lock(activated, release))
+    activator.start()
+    assert activated.wait(10)
+    try:
+        checker = Worker(lambda: check(lock=False))
+        checker.start()
+        checker.join(5)
+        assert not checker.is_alive() and checker.error is None
+        assert checker.result is None  # it would have approved an order
+    finally:
+        release.set()
+        activator.join(10)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_activation_waits_for_a_check_in_progress() -> None:
+    require_postgres()
+    strategy = make_strategy()
+    checked, release = threading.Event(), threading.Event()
+
+    def check_then_place_order() -> KillSwitchState | None:
+        with transaction.atomic():
+            found = kill_switch_blocking(strategy_id=strategy.pk, lock=True)
+            checked.set()
+            release.wait(10)  # the order row would be written here, in the same transaction
+        return found
+
+    checker = Worker(check_then_place_order)
+    checker.start()
+    assert checked.wait(10)
+    activator = Worker(lambda: killswitch_activate(reason="halt"))
+    activator.start()
+    assert wait_until_blocked(activator), "the activation must wait for the check's transaction"
+    assert activator.is_alive()
+
+    release.set()
+    checker.join(10)
+    activator.join(10)
+    assert checker.error is None and activator.error is None
+    assert checker.result is None  # approved before the switch: the order commits first
+    assert fresh_global().active  # and the activation's cancel step then sees that order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_check_outside_a_transaction_is_a_mistake() -> None:
+    with pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
+        kill_switch_blocking(strategy_id=None, lock=True)
+    assert kill_switch_blocking(strategy_id=None) is None
