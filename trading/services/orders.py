@@ -343,9 +343,13 @@ def _apply_fill(order: Order, report: BrokerOrder, now: datetime, fields: dict[s
     quantity, price = increment
     if report.filled_quantity > order.quantity:
         raise InvalidTransition(OrderStatus(order.status), E.FILL)
+    event = E.FILL if report.filled_quantity == order.quantity else E.PARTIAL_FILL
+    # Check before booking: a fill the order cannot take (it is cancelled, say) must leave no
+    # Fill row and no position change behind, since the caller keeps its transaction.
+    transition(order.status, event)
     commission = max(report.commission - order.commission, Decimal("0"))
     ts = report.updated_at or now
-    fill_id = f"{report.broker_order_id}:{report.filled_quantity.normalize()}"
+    fill_id = f"{report.broker_order_id}:{report.filled_quantity.normalize():f}"
     try:
         with transaction.atomic():
             Fill.objects.create(
@@ -363,7 +367,6 @@ def _apply_fill(order: Order, report: BrokerOrder, now: datetime, fields: dict[s
     except IntegrityError:
         return order  # this fill is already booked (a concurrent poller won)
     _position_apply(order, quantity=quantity, price=price, commission=commission, ts=ts)
-    event = E.FILL if report.filled_quantity == order.quantity else E.PARTIAL_FILL
     return _transition(
         order,
         event,
