@@ -213,6 +213,8 @@ ALPACA_BASE_URL: str = env.str("ALPACA_BASE_URL", default="")
 ALPACA_DATA_URL: str = env.str("ALPACA_DATA_URL", default="")
 ALPACA_DATA_FEED: str = env.str("ALPACA_DATA_FEED", default="iex")
 ALPACA_RATE_LIMIT_PER_MINUTE: int = env.int("ALPACA_RATE_LIMIT_PER_MINUTE", default=200)
+# Paper orders go to the local simulated broker unless Alpaca credentials are set.
+TRADING_BROKER: str = env.str("TRADING_BROKER", default="alpaca" if ALPACA_API_KEY else "simulated")
 POLYGON_API_KEY: str = env.str("POLYGON_API_KEY", default="")
 POLYGON_BASE_URL: str = env.str("POLYGON_BASE_URL", default="https://api.polygon.io")
 POLYGON_RATE_LIMIT_PER_MINUTE: int = env.int("POLYGON_RATE_LIMIT_PER_MINUTE", default=100)
@@ -278,6 +280,11 @@ if not DEBUG:
 # Installed into django-celery-beat's tables on beat start-up; editable in the admin.
 CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "monitoring.beat_heartbeat", "schedule": 30.0},
+    # The trading loop (spec: strategy execution), order status polling every 5 s and
+    # reconciliation against the broker every minute.
+    "trading-tick": {"task": "trading.tick", "schedule": 60.0},
+    "trading-poll-orders": {"task": "trading.poll_orders", "schedule": 5.0},
+    "trading-reconcile": {"task": "trading.reconcile", "schedule": 60.0},
     "marketdata-daily-update": {
         "task": "marketdata.daily_update",
         # 22:15 UTC is after the 16:00 New York close in summer and winter time.
