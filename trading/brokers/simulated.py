@@ -8,12 +8,13 @@ asked anything it first catches up to the clock's now, under a row lock on the a
 
 Threads: the interface is async, the venue is Django ORM code. Each call runs the ORM work
 through ``sync_to_async(thread_sensitive=True)``: under ``asyncio.run`` (Celery tasks,
-management commands) that is asgiref's one shared sync thread with its own database
-connection, under ``async_to_sync`` or an async Django view it is the caller's sync thread.
-The venue commits its own transaction before the call returns, so a caller outside
-``transaction.atomic`` sees the result at once. Before each call a stale or broken connection
-is replaced (``CONN_MAX_AGE`` and health checks, as Django does per request), and a database
-that cannot be reached is a ``RetryableBrokerError``: the outcome is unknown, look it up.
+management commands) that is asgiref's one shared sync thread, under ``async_to_sync`` or an
+async Django view the caller's sync thread. The venue commits its own transaction before the
+call returns, so a caller outside ``transaction.atomic`` sees the result at once. A connection
+the call had to open is closed again (nothing lingers in asgiref's thread; a reconnect costs a
+few milliseconds per call), a caller's connection is left alone, a stale one is replaced first,
+and a database that cannot be reached is a ``RetryableBrokerError``: the outcome is unknown,
+look the order up.
 """
 
 from __future__ import annotations
@@ -159,14 +160,20 @@ async def _db(function: Callable[..., T], **kwargs: Any) -> T:
 
 
 def _in_db_thread(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
-    if not connection.in_atomic_block:  # never close a caller's open transaction
+    """Run venue code, leaving this thread's connection as it was found: a connection opened
+    here (asgiref's shared thread under ``asyncio.run``) is closed again, a caller's is kept."""
+    if not connection.in_atomic_block:  # never touch a caller's open transaction
         connection.close_if_unusable_or_obsolete()
+    opened_here = connection.connection is None
     try:
         return function(**kwargs)
     except (OperationalError, InterfaceError) as error:
         raise RetryableBrokerError(
             f"the simulated venue's database is unavailable: {error}"
         ) from error
+    finally:
+        if opened_here and not connection.in_atomic_block:
+            connection.close()
 
 
 SETTING_OF_FIELD = {

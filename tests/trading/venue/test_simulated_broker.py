@@ -7,22 +7,25 @@ the end of bar 2).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 
 from backtests.engine import BacktestConfig, FillAt
 from backtests.engine.simulator import ExecutionSimulator
 from quant.core.clock import ManualClock
-from quant.strategies.base import OrderIntent, OrderRequest, Side
+from quant.strategies.base import OrderIntent, OrderRequest, PriceBar, Side
 from tests.trading.venue.conftest import MakeBroker, add_bars, bar_end, bar_start, run, ticket
 from trading.brokers.base import (
     BrokerOrderStatus,
     FinalBrokerError,
     OrderNotFoundError,
+    RetryableBrokerError,
 )
 from trading.venue.models import VenueAccount, VenueFill, VenueOrder
+from trading.venue.prices import DatabasePriceSource
 
 pytestmark = pytest.mark.django_db
 
@@ -390,3 +393,14 @@ def test_reports_carry_venue_times_and_the_ticket(make_broker: MakeBroker) -> No
     assert (report.order_type, report.limit_price, report.stop_price) == ("limit", D("90.5"), None)
     assert report.client_order_id == "o-1" and len(report.broker_order_id) == 36
     assert run(broker.list_open_orders) == [report]
+
+
+def test_a_database_that_fails_is_a_retryable_broker_error(make_broker: MakeBroker) -> None:
+    class Unreachable(DatabasePriceSource):
+        def latest_bar(self, symbol: str, at: datetime | None = None) -> PriceBar | None:
+            raise OperationalError("server closed the connection unexpectedly")
+
+    broker = make_broker(prices=Unreachable(clock=ManualClock(bar_end(2))))
+
+    with pytest.raises(RetryableBrokerError, match="database is unavailable"):
+        run(broker.place_order, ticket())

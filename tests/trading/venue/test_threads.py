@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -36,18 +36,6 @@ pytestmark = [
 ]
 
 D = Decimal
-
-
-@pytest.fixture(autouse=True)
-def close_the_shared_sync_thread_connection() -> Iterator[None]:
-    """``asyncio.run`` sends the ORM work to asgiref's shared sync thread, whose connection
-    stays open (as in a worker process): close it, or the test database cannot be dropped."""
-    yield
-
-    def close() -> None:
-        connection.close()  # resolved in the shared thread: that thread's connection
-
-    asyncio.run(sync_to_async(close, thread_sensitive=True)())
 
 
 def in_threads(count: int, work: Callable[[], Any]) -> list[Any]:
@@ -98,6 +86,19 @@ def test_asyncio_run_from_sync_code_commits_before_it_returns(
     # and a worker thread with its own loop and connection sees the same book
     (account,) = in_threads(1, lambda: asyncio.run(broker.get_account()))
     assert isinstance(account, BrokerAccount) and account.cash == order.account.cash
+
+
+def test_no_connection_lingers_in_the_shared_sync_thread(make_broker: MakeBroker) -> None:
+    add_bars("SPY", [100.0, 100.0, 100.0])
+    broker = make_broker()
+
+    asyncio.run(broker.get_account())
+
+    def shared_thread_connection_is_closed() -> bool:
+        return connection.connection is None
+
+    assert asyncio.run(sync_to_async(shared_thread_connection_is_closed, thread_sensitive=True)())
+    assert connection.connection is not None  # the caller's own connection is left alone
 
 
 def test_two_processes_asking_at_once_never_fill_twice(
