@@ -71,7 +71,8 @@ def _bars(symbols: tuple[str, ...], timeframe: str, now: datetime) -> list[Price
         rows = [
             bar
             for bar in rows
-            if not calendar.is_session(bar.ts.date()) or calendar.session_close(bar.ts.date()) <= now
+            if not calendar.is_session(bar.ts.date())
+            or calendar.session_close(bar.ts.date()) <= now
         ]
     rows.sort(key=lambda bar: (bar.ts, bar.symbol))
     return rows
@@ -108,6 +109,7 @@ def strategy_tick(
     if not reconciled_in_process(mode):  # sizing reads the account: bring it up to date first
         reconcile(mode=mode, broker=broker, clock=clock)
     runtime, _ = StrategyRuntime.objects.get_or_create(strategy=strategy, mode=mode)
+    strategy_marks_update(strategy=strategy, mode=mode, now=now)
     assert strategy.current_version is not None
     config = strategy.current_version.as_config()
     bars = _bars(config.symbols, config.timeframe, now)
@@ -249,6 +251,25 @@ def _stop_distance(request: Any, close: float, instance: Any) -> Decimal | None:
 
 def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value))
+
+
+def strategy_marks_update(*, strategy: Strategy, mode: str, now: datetime) -> None:
+    """Keep the strategy's high water mark and session-opening equity current: the gateway's
+    strategy drawdown and daily loss limits are measured from them."""
+    from risk.gateway import strategy_view
+    from risk.selectors import strategy_limits_for
+
+    account = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
+    if account is None:
+        return
+    limits = strategy_limits_for(strategy=strategy)
+    view = strategy_view(strategy, mode, account.equity, limits.max_allocation_pct, now)
+    with transaction.atomic():
+        runtime = StrategyRuntime.objects.select_for_update().get(strategy=strategy, mode=mode)
+        if runtime.session_date != now.date() or runtime.session_start_equity is None:
+            runtime.session_date, runtime.session_start_equity = now.date(), view.equity
+        runtime.high_water_mark = max(runtime.high_water_mark or view.equity, view.equity)
+        runtime.save(update_fields=["session_date", "session_start_equity", "high_water_mark"])
 
 
 def _runtime_update(

@@ -45,6 +45,15 @@ class Command(BaseCommand):
                 f"Demo backtest: run {run.pk} of {run.strategy_config['name']}, "
                 f"{run.total_trades} trades, final equity {run.final_equity}."
             )
+        admin_code = _kill_switch_admin_code_ensure()
+        if admin_code:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    "\n  Kill-switch admin code created (shown only this once; needed to "
+                    f"deactivate the kill switch):\n    {admin_code}\n"
+                    "  Change it with: python manage.py killswitch set-admin-code --code NEW\n"
+                )
+            )
         if seed.admin_password:
             self.stdout.write(
                 self.style.SUCCESS(
@@ -53,3 +62,17 @@ class Command(BaseCommand):
                     "  Change it with: python manage.py changepassword admin\n"
                 )
             )
+
+
+def _kill_switch_admin_code_ensure() -> str | None:
+    """A random admin code on first seed (only its hash is stored); None when one exists."""
+    import secrets
+
+    from risk.selectors import admin_code_is_set
+    from risk.services import admin_code_set
+
+    if admin_code_is_set():
+        return None
+    code = secrets.token_urlsafe(12)
+    admin_code_set(code=code)
+    return code
