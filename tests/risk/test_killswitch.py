@@ -342,7 +342,9 @@ class Worker(threading.Thread):
 
     def __init__(self, target: Callable[[], Any]) -> None:
         super().__init__(daemon=True)
-        self.target, self.result, self.error = target, None, None
+        self.target = target
+        self.result: Any = None
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
