@@ -37,7 +37,8 @@ class PriceSource(Protocol):
 
 class DatabasePriceSource:
     """Finished bars from ``marketdata.Bar``, on the finest timeframe stored for the symbol
-    (or on ``timeframe`` when given). The choice is made once per symbol per source."""
+    (or on ``timeframe`` when given). The choice is made at each call (a few index probes), so
+    a long-lived broker picks up minute bars ingested after it started."""
 
     def __init__(
         self, *, clock: Clock, timeframe: Timeframe | None = None, exchange: str | None = None
@@ -45,7 +46,6 @@ class DatabasePriceSource:
         self.clock = clock
         self.timeframe = timeframe
         self.calendar = MarketCalendar(exchange or settings.MARKETDATA_EXCHANGE)
-        self._chosen: dict[str, Timeframe] = {}
 
     def latest_bar(self, symbol: str, at: datetime | None = None) -> PriceBar | None:
         now = self.clock.now() if at is None else min(at, self.clock.now())
@@ -75,14 +75,10 @@ class DatabasePriceSource:
     def _timeframe(self, symbol: str) -> Timeframe | None:
         if self.timeframe is not None:
             return self.timeframe
-        if symbol not in self._chosen:
-            for timeframe in TIMEFRAMES:
-                if Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe).exists():
-                    self._chosen[symbol] = timeframe
-                    break
-            else:
-                return None
-        return self._chosen[symbol]
+        for timeframe in TIMEFRAMES:
+            if Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe).exists():
+                return timeframe
+        return None
 
     def _end(self, ts: datetime, timeframe: Timeframe) -> datetime:
         if timeframe is not Timeframe.DAY_1:

@@ -9,6 +9,11 @@ same bar twice. Asking twice at the same now changes nothing the second time.
 
 Refusals (``FinalBrokerError``, ``OrderNotFoundError``) are raised after the transaction
 commits, so the advance they followed is kept.
+
+Orders are good till filled or cancelled, as in a backtest: ``time_in_force`` ("day" or
+"gtc") is stored, but a day order does not expire at the close (``expired`` is never set).
+Buying power is checked when an order is placed; an accepted order then fills in full even if
+the price moved against it (cash may go below zero after a gap, as on a margin account).
 """
 
 from __future__ import annotations

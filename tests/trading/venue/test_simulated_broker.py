@@ -87,6 +87,21 @@ def test_no_fill_before_the_latency_has_elapsed(
 
 
 @pytest.mark.usefixtures("spy")
+def test_an_order_cancelled_before_it_arrives_never_fills(
+    make_broker: MakeBroker, clock: ManualClock
+) -> None:
+    broker = make_broker(latency=timedelta(seconds=5))
+    placed = run(broker.place_order, ticket())
+
+    assert run(broker.cancel_order, placed.broker_order_id) is True
+    clock.advance(timedelta(minutes=5))
+    report = run(broker.get_order_status, placed.broker_order_id)
+
+    assert report.status is BrokerOrderStatus.CANCELLED and report.filled_quantity == 0
+    assert not VenueFill.objects.exists() and run(broker.get_positions) == []
+
+
+@pytest.mark.usefixtures("spy")
 def test_next_open_market_order_waits_for_the_next_bar(
     make_broker: MakeBroker, clock: ManualClock
 ) -> None:
