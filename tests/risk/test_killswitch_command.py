@@ -133,9 +133,8 @@ def manage(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_state_survives_into_a_new_process_and_failures_exit_non_zero() -> None:
-    if connections["default"].vendor != "postgresql" and ":memory:" in str(
-        connections["default"].settings_dict["NAME"]
-    ):
+    connection: Any = connections["default"]
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
         pytest.skip("an in-memory SQLite database is invisible to another process")
     admin_code_set(code=CODE)
     killswitch_activate(reason="persisted halt")  # committed: transactional test
