@@ -3,11 +3,14 @@ an order factory over ``order_create`` and risk gates for ``order_place``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 import pytest
+from django.db import transaction
 
 from quant.core.clock import Clock, ManualClock
 from quant.models import Strategy
@@ -75,3 +78,19 @@ def reject_with(reason: str, *, check: str = "test") -> RiskGate:
         return RiskVerdict(False, reason=reason, check=check, reference_price=Decimal("100"))
 
     return gate
+
+
+class _Rollback(Exception):
+    pass
+
+
+@contextmanager
+def rolled_back() -> Iterator[None]:
+    """Undo every row written inside: for hypothesis examples, which share one function-scoped
+    ``db`` fixture (and so one test transaction) between them."""
+    try:
+        with transaction.atomic():
+            yield
+            raise _Rollback
+    except _Rollback:
+        pass

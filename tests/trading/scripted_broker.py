@@ -65,23 +65,26 @@ class ScriptedBroker(BrokerClient):
         self.place_calls: Counter[str] = Counter()
         self.calls: list[str] = []  # every method call, in order (faulted ones included)
         self._orders: dict[str, BrokerOrder] = {}  # by broker_order_id, in placing order
-        self._faults: dict[str, deque[Scripted]] = {}
+        self._faults: dict[str, deque[Scripted | None]] = {}
         self._ids = itertools.count(1)
         self._last_stamp: datetime | None = None
         self._lock = threading.Lock()
 
     # --- scripting ------------------------------------------------------------------------
 
-    def script(self, method: str, *faults: Fault, message: str = "") -> None:
-        """Queue faults for the next calls of ``method`` (in order, one per call)."""
+    def script(self, method: str, *faults: Fault | None, message: str = "") -> None:
+        """Queue faults for the next calls of ``method`` (in order, one per call; None: that
+        call goes through)."""
         if not hasattr(BrokerClient, method):
             raise ValueError(f"{method!r} is not a BrokerClient method")
         queue = self._faults.setdefault(method, deque())
         for fault in faults:
-            queue.append(Scripted(fault, message or _default_message(fault)))
+            queue.append(
+                None if fault is None else Scripted(fault, message or _default_message(fault))
+            )
 
     def pending_faults(self, method: str) -> int:
-        return len(self._faults.get(method, ()))
+        return sum(1 for fault in self._faults.get(method, ()) if fault is not None)
 
     def orders_for(self, client_order_id: str) -> list[BrokerOrder]:
         return [o for o in self._orders.values() if o.client_order_id == client_order_id]

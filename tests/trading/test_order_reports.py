@@ -4,8 +4,7 @@ whatever the order, repetition or loss of the reports."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from monitoring.models import Alert
 from quant.core.clock import ManualClock
 from quant.models import Strategy
-from tests.trading.conftest import START, MakeOrder
+from tests.trading.conftest import START, MakeOrder, rolled_back
 from tests.trading.scripted_broker import ScriptedBroker
 from trading.brokers.base import BrokerOrder, BrokerOrderStatus, OrderTicket
 from trading.brokers.sync import call
@@ -424,22 +423,6 @@ def broker_history(broker: ScriptedBroker, order: Order, plan: Plan) -> list[Bro
     elif plan.ending == "rejected":
         history.append(broker.reject(order.client_order_id, "halted"))
     return history
-
-
-class Rollback(Exception):
-    pass
-
-
-@contextmanager
-def rolled_back() -> Iterator[None]:
-    """One hypothesis example's rows live in a savepoint that is rolled back after it (the
-    function-scoped ``db`` fixture is set up once for all the examples of a test)."""
-    try:
-        with transaction.atomic():
-            yield
-            raise Rollback
-    except Rollback:
-        pass
 
 
 def check_invariants(strategy: Strategy, orders: list[Order], seen: dict[int, str]) -> None:

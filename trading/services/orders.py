@@ -243,7 +243,15 @@ def _send(
                 sleep(error.retry_after or RETRY_BACKOFF_SECONDS * attempt)
             continue
         except FinalBrokerError as error:
-            found = _lookup(order, broker)  # "duplicate client_order_id": an earlier try landed
+            # "duplicate client_order_id": an earlier try landed
+            try:
+                found = call(broker.get_order_by_client_id(order.client_order_id))
+            except RetryableBrokerError as lookup_error:
+                if last_error is None:  # the first try: nothing of ours can be at the broker
+                    found = None
+                else:  # an earlier try may have landed: not a rejection, an unknown outcome
+                    last_error = lookup_error
+                    break
             if found is not None:
                 return order_apply_report(order=order, report=found, clock=clock)
             with transaction.atomic():
