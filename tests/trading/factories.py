@@ -102,6 +102,7 @@ class AcceptingBroker(BrokerClient):
         self.by_client: dict[str, str] = {}
         self.placed: Counter[str] = Counter()
         self.cancelled: list[str] = []
+        self.equity = Decimal("100000")
 
     async def place_order(self, ticket: OrderTicket) -> BrokerOrder:
         with self._lock:
@@ -159,4 +160,4 @@ class AcceptingBroker(BrokerClient):
         return []
 
     async def get_account(self) -> BrokerAccount:
-        return BrokerAccount("test", Decimal("100000"), Decimal("100000"), Decimal("100000"))
+        return BrokerAccount("test", self.equity, self.equity, self.equity)

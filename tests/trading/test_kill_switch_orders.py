@@ -130,3 +130,20 @@ def test_orders_from_many_threads_none_accepted_after_activation_commits(
     # The sweep cancelled what had been accepted before: nothing is left working.
     assert not [o for o in broker.orders.values() if o.status.is_open]
     assert all(n == 1 for n in broker.placed.values())
+
+
+def test_a_total_drawdown_beyond_the_limit_activates_the_kill_switch(broker: AcceptingBroker) -> None:
+    from risk.selectors import kill_switch_blocking
+    from trading.services.reconcile import reconcile
+
+    account(equity="100000")
+    broker.equity = Decimal("91000")
+    reconcile(mode="paper", broker=broker)
+    assert kill_switch_blocking(strategy_id=None) is None  # 9% down: within the 10% limit
+
+    broker.equity = Decimal("89000")
+    reconcile(mode="paper", broker=broker)
+
+    state = kill_switch_blocking(strategy_id=None)
+    assert state is not None and state.source == "auto"
+    assert "Total drawdown 11.00% > 10.00%" in state.reason

@@ -104,10 +104,9 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
 
 def circuit_breaker_check(*, mode: str) -> str | None:
     """Spec: total drawdown above its limit activates the kill switch (daily drawdown halts
-    entries in the gateway itself). Reads the account snapshots; returns the trigger reason."""
-    from risk.health import CircuitBreaker, EquityPoint
-    from risk.selectors import kill_switch_blocking, limits_current
-    from risk.services import killswitch_activate
+    entries in the gateway itself). Runs on the account snapshots; returns the reason."""
+    from risk.health import EquityPoint
+    from risk.services import circuit_breaker_run
 
     points = [
         EquityPoint(ts, equity)
@@ -115,15 +114,8 @@ def circuit_breaker_check(*, mode: str) -> str | None:
         .order_by("ts")
         .values_list("ts", "equity")
     ]
-    breaker = CircuitBreaker(limits_current())
-    breaker.check_drawdown(points)
-    trigger = breaker.trigger_if_threshold_breached()
-    if trigger is None or kill_switch_blocking(strategy_id=None) is not None:
-        return None
-    killswitch_activate(
-        reason=f"{mode}: {trigger.reason}", flatten=trigger.flatten, source=trigger.source
-    )
-    return trigger.reason
+    reading = circuit_breaker_run(equity_points=points)
+    return reading.reason if reading.kill else None
 
 
 def _compare(*, mode: str, broker: BrokerClient) -> list[dict[str, Any]]:
