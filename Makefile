@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format lock bench bench-backtest clean services
+.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders clean services
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: install
 bench-backtest: install
 	@test -d benchmarks/.venv-peers || $(PY) -m pip install -q --no-deps --target benchmarks/.venv-peers -r benchmarks/requirements.txt
 	$(PY) benchmarks/backtest_speed.py
+
+## bench-orders: order path latency against Postgres: the risk check alone, and signal → Alpaca acknowledgement (10,000 orders each)
+bench-orders: install
+	$(PY) benchmarks/order_path.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
