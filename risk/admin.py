@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from quant.admin_base import ReadOnlyAdmin
 from quant.core.errors import ApplicationError
 from quant.models import Strategy
 from risk import selectors, services
@@ -39,19 +40,8 @@ def _request_link(query: str) -> SafeString:
     return format_html('<a href="{}?{}">Request a change</a>', url, query)
 
 
-class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(RiskLimitSet)
-class RiskLimitSetAdmin(_ReadOnly):
+class RiskLimitSetAdmin(ReadOnlyAdmin):
     list_display = ("id", "is_active", *PLATFORM_FIELDS, "change", "created_at", "request")
     list_filter = ("is_active",)
 
@@ -61,7 +51,7 @@ class RiskLimitSetAdmin(_ReadOnly):
 
 
 @admin.register(StrategyRiskLimit)
-class StrategyRiskLimitAdmin(_ReadOnly):
+class StrategyRiskLimitAdmin(ReadOnlyAdmin):
     list_display = ("strategy", *STRATEGY_FIELDS, "change", "updated_at", "request")
     list_select_related = ("strategy",)
 
@@ -101,7 +91,7 @@ class LimitChangeRequestForm(forms.Form):
 
 
 @admin.register(RiskLimitChange)
-class RiskLimitChangeAdmin(_ReadOnly):
+class RiskLimitChangeAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "scope",
@@ -198,7 +188,7 @@ class DeactivateForm(forms.Form):
 
 
 @admin.register(KillSwitchState)
-class KillSwitchStateAdmin(_ReadOnly):
+class KillSwitchStateAdmin(ReadOnlyAdmin):
     list_display = ("label", "active", "mode", "reason", "source", "activated_at", "activated_by")
     list_select_related = ("strategy", "activated_by")
     actions = ["activate", "deactivate"]
@@ -271,7 +261,7 @@ class KillSwitchStateAdmin(_ReadOnly):
 
 
 @admin.register(KillSwitchEvent)
-class KillSwitchEventAdmin(_ReadOnly):
+class KillSwitchEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "action", "scope", "strategy", "mode", "source", "user", "reason")
     list_filter = ("action", "scope", "source")
     list_select_related = ("strategy", "user")

@@ -23,6 +23,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from quant.admin import action_form_response
+from quant.admin_base import ReadOnlyAdmin as BaseReadOnlyAdmin
+from quant.admin_base import ReadOnlyInline
 from quant.core.errors import ApplicationError
 from trading.brokers import broker_for_mode
 from trading.core.fsm import OrderStatus
@@ -62,31 +64,11 @@ def order_outcome(order: Order) -> str:
     return f"{order.client_order_id} {order.status}, {filled}"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class ReadOnlyAdmin(BaseReadOnlyAdmin):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         """Actions: the model's change permission, checked on the user (not the admin)."""
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class OrderEventInline(ReadOnlyInline):

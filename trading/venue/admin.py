@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from quant.admin_base import ReadOnlyAdmin, ReadOnlyInline
 from trading.venue.models import VenueAccount, VenueFill, VenueOrder, VenuePosition
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class VenueFillInline(admin.TabularInline):  # type: ignore[type-arg]
+class VenueFillInline(ReadOnlyInline):
     model = VenueFill
-    extra = 0
-    can_delete = False
     fields = ("ts", "quantity", "price", "commission")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(VenueAccount)
