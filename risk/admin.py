@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from quant.admin import ACTION_FORM_TEMPLATE
 from quant.admin_base import ReadOnlyAdmin
 from quant.core.errors import ApplicationError
 from quant.models import Strategy
@@ -31,8 +32,6 @@ from risk.models import (
     RiskLimitSet,
     StrategyRiskLimit,
 )
-
-FORM_TEMPLATE = "admin/risk/form.html"
 
 
 def _request_link(query: str) -> SafeString:
@@ -277,13 +276,15 @@ def _form_page(
     action: str = "",
 ) -> TemplateResponse:
     """One small form page: a request/activation form, or an action's intermediate step."""
+    objects = list(queryset) if queryset is not None else []
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title,
         "form": form,
-        "submit": submit,
-        "objects": list(queryset) if queryset is not None else [],
+        "submit_label": submit,
+        "objects": [str(o) for o in objects],
+        "selected": [o.pk for o in objects],
         "action": action,
         "opts": model_admin.model._meta,
     }
-    return TemplateResponse(request, FORM_TEMPLATE, context)
+    return TemplateResponse(request, ACTION_FORM_TEMPLATE, context)
