@@ -159,15 +159,15 @@ def test_partial_partial_filled_books_each_fill_at_its_derived_price(
     apply(order, report(order, BS.NEW), clock)
 
     # fills at the broker: 4 @ 100, 4 @ 102.50, 2 @ 106.25, commission 0.40 + 0.40 + 0.20
-    apply(
-        order, report(order, BS.PARTIALLY_FILLED, filled="4", avg="100", commission="0.40"), clock
-    )
-    apply(
-        order,
-        report(order, BS.PARTIALLY_FILLED, filled="8", avg="101.25", commission="0.80"),
-        clock,
-    )
-    apply(order, report(order, BS.FILLED, filled="10", avg="102.25", commission="1.00"), clock)
+    for status, filled, avg, commission, second in [
+        (BS.PARTIALLY_FILLED, "4", "100", "0.40", 2),
+        (BS.PARTIALLY_FILLED, "8", "101.25", "0.80", 3),
+        (BS.FILLED, "10", "102.25", "1.00", 4),
+    ]:
+        broker_report = report(
+            order, status, filled=filled, avg=avg, commission=commission, second=second
+        )
+        apply(order, broker_report, clock)
 
     order.refresh_from_db()
     assert (order.status, order.filled_quantity, order.avg_fill_price, order.commission) == (
@@ -464,6 +464,8 @@ def check_final(order: Order, delivered: list[BrokerOrder]) -> None:
     for (_, _, to), (_, source, _) in itertools.pairwise(transitions):
         assert source == to, transitions
     assert transitions[-1][2] == order.status
+    fill_events = [t for t in transitions if t[0] in ("partial_fill", "fill")]
+    assert len(fill_events) == Fill.objects.filter(order=order).count()
     assert not OrderEvent.objects.filter(order=order, event="note").exists()
 
 
