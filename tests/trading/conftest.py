@@ -1,5 +1,6 @@
 """Fixtures for the trading app: a strategy to own orders, a manual clock, the scripted broker,
-an order factory over ``order_create`` and risk gates for ``order_place``."""
+an order factory over ``order_create``, risk gates for ``order_place`` and ``rolled_back`` for
+hypothesis examples that write rows."""
 
 from __future__ import annotations
 
