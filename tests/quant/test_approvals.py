@@ -16,7 +16,14 @@ from backtests.models import BacktestRun, RunStatus
 from backtests.services import backtest_run_create
 from quant import approvals
 from quant.core.errors import ConflictError, ValidationError
-from quant.models import ApprovalKind, ApprovalRequest, ModeChange, Strategy, StrategyMode
+from quant.models import (
+    ApprovalKind,
+    ApprovalRequest,
+    ModeChange,
+    Strategy,
+    StrategyMode,
+    StrategyVersion,
+)
 from quant.services import strategy_version_ensure
 from quant.strategies.config import config_validate
 
@@ -46,10 +53,15 @@ def bob() -> User:
     return User.objects.create_user("bob", is_staff=True)
 
 
+def current(strategy: Strategy) -> StrategyVersion:
+    assert strategy.current_version is not None
+    return strategy.current_version
+
+
 def succeeded_run(strategy: Strategy) -> BacktestRun:
     return BacktestRun.objects.create(
         strategy=strategy,
-        strategy_version=strategy.current_version,
+        strategy_version=current(strategy),
         status=RunStatus.SUCCEEDED,
         strategy_config={},
         backtest_config={},
@@ -74,7 +86,7 @@ def review(strategy: Strategy, requester: User, decider: User) -> None:
 
 def test_a_strategy_nobody_reviewed_cannot_be_backtested(strategy: Strategy) -> None:
     with pytest.raises(ConflictError, match="has not been reviewed"):
-        backtest_run_create(strategy_version=strategy.current_version, config=BacktestConfig())
+        backtest_run_create(strategy_version=current(strategy), config=BacktestConfig())
 
 
 def test_the_requester_cannot_approve_their_own_request(
@@ -90,7 +102,7 @@ def test_the_requester_cannot_approve_their_own_request(
     request.refresh_from_db()
     assert strategy.reviewed_at is not None
     assert request.status == "approved" and request.decided_by == bob
-    assert backtest_run_create(strategy_version=strategy.current_version, config=BacktestConfig())
+    assert backtest_run_create(strategy_version=current(strategy), config=BacktestConfig())
 
 
 def test_the_database_refuses_a_self_approved_request(strategy: Strategy, alice: User) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from quant.models import Strategy
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.trading.factories import account, flat_prices, paper_strategy
 from trading.brokers.alpaca import AlpacaBroker
@@ -41,13 +43,13 @@ def broker(server: AlpacaTradingServer) -> Iterator[AlpacaBroker]:
 
 
 @pytest.fixture
-def strategy():  # type: ignore[no-untyped-def]
+def strategy() -> Strategy:
     flat_prices("SPY")
     account()
     return paper_strategy()
 
 
-def buy(strategy, broker, qty: str = "10", **kwargs) -> Order:  # type: ignore[no-untyped-def]
+def buy(strategy: Strategy, broker: AlpacaBroker, qty: str = "10", **kwargs: Any) -> Order:
     return order_submit(
         strategy=strategy,
         mode="paper",
@@ -60,7 +62,7 @@ def buy(strategy, broker, qty: str = "10", **kwargs) -> Order:  # type: ignore[n
     )
 
 
-def assert_books_agree(strategy, server: AlpacaTradingServer) -> None:  # type: ignore[no-untyped-def]
+def assert_books_agree(strategy: Strategy, server: AlpacaTradingServer) -> None:
     for order in Order.objects.filter(strategy=strategy):
         assert len(server.orders_for(order.client_order_id)) <= 1
         assert order.filled_quantity <= order.quantity
@@ -70,7 +72,9 @@ def assert_books_agree(strategy, server: AlpacaTradingServer) -> None:  # type: 
     assert (position.quantity if position else 0) == server.position("SPY")
 
 
-def test_a_market_order_is_filled_and_booked(strategy, broker, server) -> None:  # type: ignore[no-untyped-def]
+def test_a_market_order_is_filled_and_booked(
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     order = buy(strategy, broker)
 
     assert order.status == "filled" and order.avg_fill_price == Decimal("100")
@@ -89,8 +93,8 @@ def test_a_market_order_is_filled_and_booked(strategy, broker, server) -> None: 
     ids=["429", "500", "503", "reset"],
 )
 def test_a_refused_attempt_is_retried_once_it_is_known_the_broker_has_nothing(
-    strategy, broker, server, fault
-) -> None:  # type: ignore[no-untyped-def]
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer, fault: dict[str, Any]
+) -> None:
     server.faults.add(path_prefix="/v2/orders", method="POST", times=1, **fault)
 
     order = buy(strategy, broker)
@@ -105,8 +109,8 @@ def test_a_refused_attempt_is_retried_once_it_is_known_the_broker_has_nothing(
     "lost", [{"delay": 1.5}, {"reset": True}, {"status": 504}], ids=["timeout", "reset", "504"]
 )
 def test_an_answer_lost_after_the_broker_accepted_never_sends_the_order_twice(
-    strategy, broker, server, lost
-) -> None:  # type: ignore[no-untyped-def]
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer, lost: dict[str, Any]
+) -> None:
     server.time_out_after_accept(**lost)
 
     order = buy(strategy, broker)
@@ -116,7 +120,9 @@ def test_an_answer_lost_after_the_broker_accepted_never_sends_the_order_twice(
     assert_books_agree(strategy, server)
 
 
-def test_a_broker_refusal_is_stored_as_the_rejection(strategy, broker, server) -> None:  # type: ignore[no-untyped-def]
+def test_a_broker_refusal_is_stored_as_the_rejection(
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     server.faults.add(
         path_prefix="/v2/orders",
         method="POST",
@@ -132,14 +138,18 @@ def test_a_broker_refusal_is_stored_as_the_rejection(strategy, broker, server) -
     assert server.orders_for(order.client_order_id) == []
 
 
-def test_the_risk_gateway_refuses_before_any_broker_call(strategy, broker, server) -> None:  # type: ignore[no-untyped-def]
+def test_the_risk_gateway_refuses_before_any_broker_call(
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     order = buy(strategy, broker, qty="2000")
 
     assert order.status == "rejected" and order.reject_reason == "Max risk exceeded: 4.00% > 2.00%"
     assert not server.requests.filter(method="POST", path="/v2/orders")
 
 
-def test_duplicated_and_out_of_order_reports_change_nothing(strategy, broker, server) -> None:  # type: ignore[no-untyped-def]
+def test_duplicated_and_out_of_order_reports_change_nothing(
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     server.auto_fill = False
     order = buy(strategy, broker, qty="30")
     assert order.status == "submitted"
@@ -165,8 +175,8 @@ def test_duplicated_and_out_of_order_reports_change_nothing(strategy, broker, se
 
 
 def test_a_worker_killed_before_the_acknowledgement_is_recovered_on_restart(
-    strategy, broker, server
-) -> None:  # type: ignore[no-untyped-def]
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     reconcile(mode="paper", broker=broker)
     # The worker approved the order and sent it, then died before applying the answer.
     order = Order.objects.create(
@@ -194,7 +204,9 @@ def test_a_worker_killed_before_the_acknowledgement_is_recovered_on_restart(
     assert_books_agree(strategy, server)
 
 
-def test_a_position_the_broker_does_not_have_turns_safe_mode_on(strategy, broker, server) -> None:  # type: ignore[no-untyped-def]
+def test_a_position_the_broker_does_not_have_turns_safe_mode_on(
+    strategy: Strategy, broker: AlpacaBroker, server: AlpacaTradingServer
+) -> None:
     buy(strategy, broker)
     server.set_position("SPY", 0, 0)  # someone closed it outside the platform
 

@@ -70,9 +70,12 @@ def test_an_order_checked_during_an_activation_waits_for_it_and_is_rejected(
 
     monkeypatch.setattr(risk_services, "_event", slow_event)
     submit(strategy, broker)  # warm-up: reconciles this process, accepted before the switch
-    activation = threading.Thread(
-        target=lambda: (risk_services.killswitch_activate(reason="test halt"), connection.close())
-    )
+
+    def activate() -> None:
+        risk_services.killswitch_activate(reason="test halt")
+        connection.close()
+
+    activation = threading.Thread(target=activate)
     activation.start()
     assert inside.wait(5)
     started = time.monotonic()
@@ -132,7 +135,9 @@ def test_orders_from_many_threads_none_accepted_after_activation_commits(
     assert all(n == 1 for n in broker.placed.values())
 
 
-def test_a_total_drawdown_beyond_the_limit_activates_the_kill_switch(broker: AcceptingBroker) -> None:
+def test_a_total_drawdown_beyond_the_limit_activates_the_kill_switch(
+    broker: AcceptingBroker,
+) -> None:
     from risk.selectors import kill_switch_blocking
     from trading.services.reconcile import reconcile
 

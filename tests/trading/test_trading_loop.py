@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 
 from backtests.engine import BacktestConfig, BacktestEngine, MarketData
-from marketdata.domain import Timeframe
+from marketdata.domain import BarRecord, Timeframe
 from marketdata.services import bars_ingest
 from quant.core.calendar import MarketCalendar
 from quant.core.clock import ManualClock
@@ -28,9 +28,10 @@ from tests.support.fixtures import make_bars
 from tests.trading.factories import paper_strategy
 from trading.brokers import broker_override
 from trading.brokers.alpaca import AlpacaBroker
+from trading.brokers.base import BrokerClient
 from trading.brokers.simulated import SimulatedBroker
 from trading.models import Fill, Order, Position, StrategyRuntime
-from trading.services.loop import strategy_tick
+from trading.services.loop import TickResult, strategy_tick
 from trading.services.reconcile import forget_process_reconciliation, orders_sync
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,13 +52,15 @@ def after_close(ts: datetime) -> datetime:
     return CALENDAR.session_close(ts.date()) + timedelta(minutes=1)
 
 
-def stored(symbol: str, count: int) -> list:
+def stored(symbol: str, count: int) -> list[BarRecord]:
     bars = make_bars(symbol, Timeframe.DAY_1, START, count)
     bars_ingest(symbol=symbol, timeframe=Timeframe.DAY_1, bars=bars, source="test")
     return bars
 
 
-def run_days(strategy: Strategy, broker, clock: ManualClock, bars: list, first: int) -> list:
+def run_days(
+    strategy: Strategy, broker: BrokerClient, clock: ManualClock, bars: list[BarRecord], first: int
+) -> list[TickResult]:
     results = []
     for bar in bars[first:]:
         clock.set(after_close(bar.ts))
@@ -67,7 +70,7 @@ def run_days(strategy: Strategy, broker, clock: ManualClock, bars: list, first: 
     return results
 
 
-def backtest_fills(strategy: Strategy, bars: list) -> list[tuple[datetime, str, float]]:
+def backtest_fills(strategy: Strategy, bars: list[BarRecord]) -> list[tuple[datetime, str, float]]:
     frame = pd.DataFrame(
         {
             "open": [float(b.open) for b in bars],
@@ -78,6 +81,7 @@ def backtest_fills(strategy: Strategy, bars: list) -> list[tuple[datetime, str, 
         },
         index=pd.DatetimeIndex([b.ts for b in bars]),
     )
+    assert strategy.current_version is not None
     config = strategy.current_version.as_config()
     result = BacktestEngine().run(
         config.build(), MarketData.from_frames({"SPY": frame}), BacktestConfig()
