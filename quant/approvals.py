@@ -212,7 +212,8 @@ def strategy_demote(
 
 
 def strategy_require_reviewed(strategy: Strategy) -> None:
-    if strategy.reviewed_at is None:
+    """Gate 1, read from the database (a caller's instance may predate the approval)."""
+    if not Strategy.objects.filter(pk=strategy.pk, reviewed_at__isnull=False).exists():
         raise ConflictError(
             f"strategy {strategy.name} has not been reviewed: request a strategy review and have "
             "another user approve it before running backtests"
