@@ -139,3 +139,90 @@ class BacktestTrade(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {self.quantity} {self.symbol} {self.entry_time:%Y-%m-%d}"
+
+
+class WindowType(models.TextChoices):
+    ROLLING = "rolling", "Rolling"
+    ANCHORED = "anchored", "Anchored"
+
+
+class WalkForwardRun(models.Model):
+    """A walk-forward optimization: windows by grid points fanned out as Celery tasks."""
+
+    strategy = models.ForeignKey(
+        "quant.Strategy", on_delete=models.PROTECT, related_name="walk_forward_runs"
+    )
+    strategy_version = models.ForeignKey(
+        "quant.StrategyVersion", on_delete=models.PROTECT, related_name="walk_forward_runs"
+    )
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    strategy_config = models.JSONField()
+    backtest_config = models.JSONField()
+    wf_config = models.JSONField(help_text="Window sizes, type, grid, objective, min trades")
+    symbols = models.JSONField(default=list)
+    timeframe = models.CharField(max_length=8)
+    tasks_total = models.PositiveIntegerField(default=0)
+    tasks_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(
+        null=True, blank=True, help_text="Aggregated metrics, stability, overfitting statistics"
+    )
+    equity_curve = models.JSONField(null=True, blank=True, help_text="Stitched out-of-sample")
+    report_html = models.FileField(upload_to="walkforward/", blank=True)
+    report_json = models.FileField(upload_to="walkforward/", blank=True)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="walkforward_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(tasks_done__lte=models.F("tasks_total")),
+                name="walkforward_progress_bounded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"walk-forward {self.pk} of {self.strategy_version} [{self.status}]"
+
+    @property
+    def progress(self) -> float:
+        return self.tasks_done / self.tasks_total if self.tasks_total else 0.0
+
+
+class WalkForwardWindow(models.Model):
+    run = models.ForeignKey(WalkForwardRun, on_delete=models.CASCADE, related_name="windows")
+    index = models.PositiveIntegerField()
+    in_sample_start = models.DateTimeField()
+    in_sample_end = models.DateTimeField()
+    out_of_sample_start = models.DateTimeField()
+    out_of_sample_end = models.DateTimeField()
+    best_params = models.JSONField(null=True, blank=True)
+    in_sample_metrics = models.JSONField(null=True, blank=True)
+    out_of_sample_metrics = models.JSONField(null=True, blank=True)
+    in_sample_trades = models.PositiveIntegerField(null=True, blank=True)
+    out_of_sample_trades = models.PositiveIntegerField(null=True, blank=True)
+    grid_results = models.JSONField(
+        default=list, blank=True, help_text="Objective per grid point in sample"
+    )
+    flag = models.CharField(
+        max_length=200, blank=True, help_text="Why the window is not valid, e.g. too few trades"
+    )
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="walkforwardwindow_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"window {self.index} of run {self.run_id}"

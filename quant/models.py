@@ -204,3 +204,133 @@ class ModeChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.strategy}: {self.from_mode} → {self.to_mode}"
+
+
+# --- research: feature sets, their cache, model artifacts (issue 5) ---------------------
+
+
+class FeatureSet(models.Model):
+    """A named feature set (``configs/features/<name>.yaml``); each definition is a version."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    current_version = models.ForeignKey(
+        "FeatureSetVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FeatureSetVersion(models.Model):
+    """One definition of a feature set; ``version`` is derived from the definition (a hash)."""
+
+    feature_set = models.ForeignKey(FeatureSet, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=64, help_text="Hash of the canonical definition")
+    definition = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["feature_set", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feature_set", "version"], name="featuresetversion_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature_set.name}@{self.version[:12]}"
+
+
+class FeatureCacheEntry(models.Model):
+    """Computed features of one (version, symbol, timeframe, range), stored as Parquet."""
+
+    feature_set_version = models.ForeignKey(
+        FeatureSetVersion, on_delete=models.CASCADE, related_name="cache_entries"
+    )
+    symbol = models.CharField(max_length=32)
+    timeframe = models.CharField(max_length=8)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    bars_fingerprint = models.CharField(
+        max_length=64, help_text="Hash of the bars the features were computed from"
+    )
+    path = models.CharField(max_length=500, help_text="Storage name of the Parquet file")
+    rows = models.PositiveIntegerField()
+    columns = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feature_set_version", "symbol", "timeframe", "start", "end"],
+                name="featurecache_unique_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(end__gte=models.F("start")), name="featurecache_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature_set_version} {self.symbol} {self.timeframe} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+
+class ModelStatus(models.TextChoices):
+    TRAINING = "training", "Training"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class ModelArtifact(models.Model):
+    """A trained ``TradingModel``: what it learned from, how it validated, where its file is."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(
+        max_length=32, help_text="Implementation, e.g. lightgbm or sklearn_logistic"
+    )
+    status = models.CharField(
+        max_length=10, choices=ModelStatus.choices, default=ModelStatus.TRAINING
+    )
+    feature_set_version = models.ForeignKey(
+        FeatureSetVersion, on_delete=models.PROTECT, related_name="models"
+    )
+    symbols = models.JSONField(default=list)
+    timeframe = models.CharField(max_length=8, default="1Day")
+    train_start = models.DateTimeField(null=True, blank=True)
+    train_end = models.DateTimeField(null=True, blank=True)
+    label = models.JSONField(default=dict, help_text="Label definition (kind, horizon, thresholds)")
+    params = models.JSONField(default=dict)
+    feature_names = models.JSONField(default=list)
+    validation = models.JSONField(
+        default=dict, help_text="Purged K-fold with embargo: folds and metrics"
+    )
+    importance = models.JSONField(default=dict, help_text="Global feature importance")
+    file = models.CharField(max_length=500, blank=True, help_text="Storage name of the artifact")
+    file_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the file")
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ModelStatus.values), name="modelartifact_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | ~Q(file_hash=""), name="modelartifact_ready_has_file"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}) #{self.pk}"
