@@ -1,0 +1,1 @@
+"""Django-free feature core: causal indicators, versioned feature sets and labels."""

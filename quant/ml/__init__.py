@@ -1,0 +1,1 @@
+"""Machine learning for trading: models, artifacts and leakage-proof cross-validation."""
