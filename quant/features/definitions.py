@@ -12,7 +12,8 @@ features:
     name: bb                   # column prefix: bb_mid, bb_upper, bb_lower, bb_pct_b, bb_width
 ```
 
-A column is named by the spec's ``name`` or else ``<kind>_<param values in declared order>``;
+A column is named by the spec's ``name`` or else ``<kind>_<param values in declared order>``
+(floats without a trailing .0, "." written "p": bollinger_20_2p5_mid);
 a kind with several outputs appends ``_<output>``. Every kind is causal: the value at bar t
 uses bars 0..t only.
 """
@@ -389,7 +390,8 @@ def bars_arrays(bars: pd.DataFrame) -> dict[str, FloatArray]:
 
 
 def _fmt(value: Any) -> str:
-    return format(value, "g") if isinstance(value, float) else str(value)
+    """2.0 -> '2', 2.5 -> '2p5': column names stay plain identifiers."""
+    return format(value, "g").replace(".", "p") if isinstance(value, float) else str(value)
 
 
 def _describe(exc: PydanticValidationError, *, prefix: str = "", noun: str = "key") -> list[str]:
