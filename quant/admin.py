@@ -24,11 +24,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from quant.admin_base import ReadOnlyAdmin, ReadOnlyInline
 from quant.approvals import approval_decide, approval_request, strategy_demote
 from quant.core.errors import ApplicationError, ValidationError
+from quant.feature_store import feature_cache_entries_delete, version_definition
 from quant.models import (
     ApprovalKind,
     ApprovalRequest,
+    FeatureCacheEntry,
+    FeatureSet,
+    FeatureSetVersion,
     ModeChange,
     Strategy,
     StrategyMode,
@@ -399,3 +404,103 @@ class ModeChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- feature sets, their versions and cached features (issue 5) -------------------------
+# Definitions come from YAML via ``load_feature_sets``; cache entries are written by
+# ``quant.feature_store``. All read-only here; cached files are deleted by an action.
+
+
+def _definition_yaml(version: FeatureSetVersion) -> str:
+    """The definition as YAML in its canonical key order (the database keeps none)."""
+    try:
+        return yaml.safe_dump(version_definition(version=version).as_dict(), sort_keys=False)
+    except ValidationError:  # the definition schema changed since: show it as stored
+        return yaml.safe_dump(version.definition, sort_keys=True)
+
+
+class FeatureSetVersionInline(ReadOnlyInline):
+    model = FeatureSetVersion
+    fields = ("version_link", "created_at")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+
+    @admin.display(description="Version")
+    def version_link(self, version: FeatureSetVersion) -> SafeString:
+        url = reverse("admin:quant_featuresetversion_change", args=[version.pk])
+        return format_html('<a href="{}">{}</a>', url, version.version[:16])
+
+
+@admin.register(FeatureSet)
+class FeatureSetAdmin(ReadOnlyAdmin):
+    list_display = ("name", "description", "current", "created_at")
+    list_select_related = ("current_version",)
+    search_fields = ("name", "description")
+    fields = ("name", "description", "current_version", "created_at")
+    readonly_fields = fields
+    inlines = [FeatureSetVersionInline]
+
+    @admin.display(description="Current version", ordering="current_version__version")
+    def current(self, feature_set: FeatureSet) -> str:
+        version = feature_set.current_version
+        return version.version[:16] if version else "-"
+
+
+@admin.register(FeatureSetVersion)
+class FeatureSetVersionAdmin(ReadOnlyAdmin):
+    list_display = ("feature_set", "short_version", "created_at")
+    list_filter = ("feature_set",)
+    list_select_related = ("feature_set",)
+    search_fields = ("feature_set__name", "version")
+    fields = ("feature_set", "version", "definition_pretty", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="Version")
+    def short_version(self, version: FeatureSetVersion) -> str:
+        return version.version[:16]
+
+    @admin.display(description="Definition")
+    def definition_pretty(self, version: FeatureSetVersion) -> SafeString:
+        return format_html("<pre>{}</pre>", _definition_yaml(version))
+
+
+@admin.register(FeatureCacheEntry)
+class FeatureCacheEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "feature_set_version",
+        "symbol",
+        "timeframe",
+        "start",
+        "end",
+        "rows",
+        "created_at",
+        "last_used_at",
+    )
+    list_filter = ("timeframe", "feature_set_version__feature_set", "symbol")
+    list_select_related = ("feature_set_version__feature_set",)
+    search_fields = ("symbol", "path", "feature_set_version__feature_set__name")
+    fields = (
+        "feature_set_version",
+        "symbol",
+        "timeframe",
+        "start",
+        "end",
+        "rows",
+        "columns",
+        "bars_fingerprint",
+        "path",
+        "created_at",
+        "last_used_at",
+    )
+    readonly_fields = fields
+    actions = ["delete_cached_files"]
+
+    def has_purge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("quant.delete_featurecacheentry")
+
+    @admin.action(description="Delete cached files (recomputed on next use)", permissions=["purge"])
+    def delete_cached_files(
+        self, request: HttpRequest, queryset: QuerySet[FeatureCacheEntry]
+    ) -> None:
+        deleted = feature_cache_entries_delete(entries=queryset)
+        self.message_user(request, f"{deleted} cache entr{'y' if deleted == 1 else 'ies'} deleted")

@@ -1,0 +1,47 @@
+"""The feature store: feature set versions from YAML and cached features of stored bars.
+
+The Django shell over ``quant.features`` (which imports no Django): ``sets`` stores the
+definitions, ``cache`` computes features of bars in the database and caches them as Parquet.
+For bars that are not in the database (a CSV file), call
+``quant.features.definitions.compute_features`` directly.
+"""
+
+from quant.feature_store.cache import (
+    CacheCounters,
+    CacheStatus,
+    FeatureLoad,
+    bars_fingerprint,
+    cache_counters,
+    feature_cache_entries_delete,
+    features_get,
+    features_load,
+    version_definition,
+)
+from quant.feature_store.sets import (
+    DefinitionFile,
+    FeatureSetLoadReport,
+    LoadedFeatureSet,
+    feature_set_definitions_validate,
+    feature_set_ensure,
+    feature_set_version_get,
+    feature_sets_load_directory,
+)
+
+__all__ = [
+    "CacheCounters",
+    "CacheStatus",
+    "DefinitionFile",
+    "FeatureLoad",
+    "FeatureSetLoadReport",
+    "LoadedFeatureSet",
+    "bars_fingerprint",
+    "cache_counters",
+    "feature_cache_entries_delete",
+    "feature_set_definitions_validate",
+    "feature_set_ensure",
+    "feature_set_version_get",
+    "feature_sets_load_directory",
+    "features_get",
+    "features_load",
+    "version_definition",
+]
