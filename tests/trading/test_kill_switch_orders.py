@@ -152,3 +152,15 @@ def test_a_total_drawdown_beyond_the_limit_activates_the_kill_switch(
     state = kill_switch_blocking(strategy_id=None)
     assert state is not None and state.source == "auto"
     assert "Total drawdown 11.00% > 10.00%" in state.reason
+
+
+def test_portfolio_health_warns_near_a_limit_and_alerts(broker: AcceptingBroker) -> None:
+    from monitoring.models import Alert
+    from trading.services.reconcile import reconcile
+
+    account(equity="100000")
+    broker.equity = Decimal("97500")  # 2.5% down on the day: 83% of the 3% daily limit
+    reconcile(mode="paper", broker=broker)
+
+    alert = Alert.objects.get(source="trading.reconciliation", severity="warning")
+    assert "Portfolio health (paper) WARNING: Daily drawdown 2.50%" in alert.message

@@ -99,7 +99,29 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
     _reconciled_here.add(mode)
     _safe_mode_update(mode=mode, run=run, now=clock.now())
     circuit_breaker_check(mode=mode)
+    portfolio_health_check(mode=mode, now=clock.now())
     return run
+
+
+def portfolio_health_check(*, mode: str, now: datetime) -> str:
+    """Spec's post-trade monitoring: HEALTHY / WARNING / CRITICAL after each reconciliation;
+    anything but HEALTHY raises an alert of that severity (grouped while it lasts)."""
+    from risk.gateway import portfolio_view
+    from risk.health import HealthStatus, check_portfolio_health
+    from risk.selectors import limits_current
+
+    portfolio = portfolio_view(mode, "", now)
+    if portfolio is None:
+        return HealthStatus.HEALTHY.value
+    report = check_portfolio_health(portfolio, limits_current())
+    if report.status is not HealthStatus.HEALTHY:
+        _alert(
+            report.status.value,
+            f"Portfolio health ({mode}) {report.status.value.upper()}: "
+            + "; ".join(report.reasons),
+            key=f"risk.portfolio_health.{mode}.{report.status.value}",
+        )
+    return report.status.value
 
 
 def circuit_breaker_check(*, mode: str) -> str | None:
