@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -251,7 +251,8 @@ class FeatureSpec(_Strict):
         try:
             validated = kind.params.model_validate(dict(params))
         except PydanticValidationError as exc:
-            raise ValueError("; ".join(_describe(exc, prefix="params", noun="parameter"))) from None
+            problems = pydantic_problems(exc, kind.params, prefix="params", noun="parameter")
+            raise ValueError("; ".join(problems)) from None
         return {**data, "params": validated.model_dump(mode="json")}
 
     def _kind(self) -> tuple[FeatureKind, BaseModel]:
@@ -335,7 +336,7 @@ def feature_set_validate(data: Mapping[str, Any], *, source: str = "") -> Featur
     try:
         return FeatureSetDefinition.model_validate(dict(data))
     except PydanticValidationError as exc:
-        problems = _describe(exc)
+        problems = pydantic_problems(exc, FeatureSetDefinition)
     raise ValidationError(
         f"{label}: " + "; ".join(problems), details={"source": source, "problems": problems}
     )
@@ -394,16 +395,18 @@ def _fmt(value: Any) -> str:
     return format(value, "g").replace(".", "p") if isinstance(value, float) else str(value)
 
 
-def _describe(exc: PydanticValidationError, *, prefix: str = "", noun: str = "key") -> list[str]:
-    """One 'path: problem' line per error. Our own validators raise '; '-joined lines whose
-    paths are relative to the error's location, so they are prefixed with it."""
+def pydantic_problems(
+    exc: PydanticValidationError, model: type[BaseModel], *, prefix: str = "", noun: str = "key"
+) -> list[str]:
+    """One 'path: problem' line per error, did-you-mean for unknown keys. Our own validators
+    raise '; '-joined lines whose paths are relative to the error's location."""
     problems = []
     for error in exc.errors():
         loc = error["loc"]
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         path = ".".join(p for p in (prefix, path) if p)
         if error["type"] == "extra_forbidden":
-            known = _known_fields(exc.title, loc)
+            known = _known_fields(model, loc[:-1])
             problems.append(f"{path}: unknown {noun}{did_you_mean(str(loc[-1]), known)}")
         elif error["type"] == "missing":
             problems.append(f"{path}: required")
@@ -421,12 +424,19 @@ def _join(path: str, part: str) -> str:
     return f"{path}.{part}" if path else part
 
 
-def _known_fields(title: str, loc: tuple[int | str, ...]) -> list[str]:
-    models: dict[str, type[BaseModel]] = {
-        m.__name__: m for m in (FeatureSetDefinition, FeatureSpec)
-    }
-    models.update({k.params.__name__: k.params for k in FEATURE_KINDS.values()})
-    model = models.get(title)
-    if model is FeatureSetDefinition and len(loc) > 2 and isinstance(loc[-2], int):
-        model = FeatureSpec
-    return list(model.model_fields) if model else []
+def _known_fields(model: type[BaseModel], parent: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed at ``parent`` inside ``model`` (through nested models and lists)."""
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        nested = [
+            a
+            for a in (annotation, *get_args(annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)

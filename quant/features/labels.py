@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from quant.core.errors import ValidationError
-from quant.features.definitions import _describe
+from quant.features.definitions import pydantic_problems
 
 
 class LabelDefinition(BaseModel):
@@ -64,7 +64,7 @@ def label_validate(data: Mapping[str, Any], *, source: str = "") -> LabelDefinit
     try:
         return LabelDefinition.model_validate(dict(data))
     except PydanticValidationError as exc:
-        problems = _describe(exc)
+        problems = pydantic_problems(exc, LabelDefinition)
     raise ValidationError(
         f"{label}: " + "; ".join(problems), details={"source": source, "problems": problems}
     )

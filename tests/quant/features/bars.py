@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 
-def bars_from_closes(close: np.ndarray | list[float], volume: float = 1_000.0) -> pd.DataFrame:
+def bars_from_closes(close: np.ndarray | Sequence[float], volume: float = 1_000.0) -> pd.DataFrame:
     """Bars whose open, high and low equal the close (what the label tests need)."""
     close = np.asarray(close, dtype=np.float64)
     index = pd.date_range("2024-01-01", periods=len(close), freq="D", tz="UTC")
