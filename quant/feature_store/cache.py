@@ -282,4 +282,4 @@ def _file_name(key: dict[str, Any], fingerprint: str) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", text).strip("-") or "x"
