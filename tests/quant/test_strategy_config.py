@@ -44,7 +44,8 @@ def test_a_file_ships_for_every_builtin_strategy() -> None:
         for name in strategy_names()
         if strategy_class(name).__module__.startswith("quant.strategies.builtin")
     }  # other tests register strategies of their own
-    assert classes == builtins
+    # ml_signal needs a trained model artifact, which a fresh install does not have (README)
+    assert classes == builtins - {"ml_signal"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -134,7 +135,7 @@ def test_a_file_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
 def test_unknown_class_lists_the_known_ones() -> None:
     message = problems_of(base(**{"class": "sma_crosover"}))
     assert "did you mean 'sma_crossover'?" in message
-    assert "known: bollinger_reversion, momentum, rsi_reversion, sma_crossover" in message
+    assert "known: bollinger_reversion, ml_signal, momentum, rsi_reversion, sma_crossover" in message
 
 
 def test_fast_not_below_slow_is_rejected() -> None:
