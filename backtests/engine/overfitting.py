@@ -6,6 +6,7 @@ the papers: ``SR = mean(r) / std(r, ddof=1)`` of per-bar returns ``r``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -151,11 +152,8 @@ def cscv_logits(returns: npt.ArrayLike, n_blocks: int = 16) -> tuple[list[float]
     matrix = np.nan_to_num(matrix[n_rows % blocks :], nan=0.0, posinf=0.0, neginf=0.0)
     per_block = matrix.reshape(blocks, -1, n_configs)
     sums, squares = per_block.sum(axis=1), (per_block**2).sum(axis=1)  # blocks x N
-    half = blocks // 2
-    chosen = np.zeros((math.comb(blocks, half), blocks))
-    for row, combo in enumerate(itertools.combinations(range(blocks), half)):
-        chosen[row, list(combo)] = 1.0
-    rows_half = half * per_block.shape[1]
+    chosen = _splits(blocks)
+    rows_half = blocks // 2 * per_block.shape[1]
     is_sharpe = _sharpe_from_sums(chosen @ sums, chosen @ squares, rows_half)
     oos_sharpe = _sharpe_from_sums((1 - chosen) @ sums, (1 - chosen) @ squares, rows_half)
     best = np.argmax(is_sharpe, axis=1)  # ties: the first configuration
@@ -163,6 +161,16 @@ def cscv_logits(returns: npt.ArrayLike, n_blocks: int = 16) -> tuple[list[float]
     rank = (oos_sharpe < picked).sum(axis=1) + ((oos_sharpe == picked).sum(axis=1) + 1) / 2
     share = rank / (n_configs + 1)
     return np.log(share / (1 - share)).tolist(), blocks
+
+
+@functools.cache
+def _splits(blocks: int) -> Matrix:
+    """One row per choice of half the blocks: 1.0 on the in-sample blocks (read-only)."""
+    combos = np.array(list(itertools.combinations(range(blocks), blocks // 2)))
+    chosen = np.zeros((len(combos), blocks))
+    np.put_along_axis(chosen, combos, 1.0, axis=1)
+    chosen.flags.writeable = False
+    return chosen
 
 
 def _sharpe_from_sums(sums: Matrix, squares: Matrix, n: int) -> Matrix:
@@ -295,11 +303,13 @@ def verdict(stats: OverfittingStats) -> str:
     else:
         parts.append("No deflated Sharpe ratio: the out-of-sample returns have no Sharpe ratio.")
     if deg is not None:
-        level = (
-            f"reaches {deg.ratio:.0%} of its in-sample level on average"
-            if deg.ratio is not None
-            else "cannot be compared to an in-sample average that is not positive"
-        )
+        means = f"mean {deg.mean_out_of_sample:.4g} vs {deg.mean_in_sample:.4g} in sample"
+        if deg.ratio is None:
+            level = f"has no in-sample level to keep ({means})"
+        elif deg.ratio < 0:
+            level = f"turns negative ({means})"
+        else:
+            level = f"reaches {deg.ratio:.0%} of its in-sample level on average"
         worse = round(deg.share_worse * deg.windows)
         parts.append(
             f"Out of sample the objective {level}, and is lower than in sample in "
