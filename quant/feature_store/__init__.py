@@ -1,16 +1,17 @@
 """The feature store: feature set versions from YAML and cached features of stored bars.
 
 The Django shell over ``quant.features`` (which imports no Django): ``sets`` stores the
-definitions, ``cache`` computes features of bars in the database and caches them as Parquet.
+definitions, ``bars`` finds and fingerprints the bars a range needs (warmup included), and
+``cache`` computes their features and caches them as Parquet.
 For bars that are not in the database (a CSV file), call
 ``quant.features.definitions.compute_features`` directly.
 """
 
+from quant.feature_store.bars import BarsSpan, bars_span
 from quant.feature_store.cache import (
     CacheCounters,
     CacheStatus,
     FeatureLoad,
-    bars_fingerprint,
     cache_counters,
     feature_cache_entries_delete,
     features_get,
@@ -28,13 +29,14 @@ from quant.feature_store.sets import (
 )
 
 __all__ = [
+    "BarsSpan",
     "CacheCounters",
     "CacheStatus",
     "DefinitionFile",
     "FeatureLoad",
     "FeatureSetLoadReport",
     "LoadedFeatureSet",
-    "bars_fingerprint",
+    "bars_span",
     "cache_counters",
     "feature_cache_entries_delete",
     "feature_set_definitions_validate",

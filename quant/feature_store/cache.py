@@ -13,7 +13,6 @@ under a new name first, then the row is updated, and the old file is deleted aft
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import threading
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import structlog
 from django.core.files.base import ContentFile
@@ -31,9 +29,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from marketdata.domain import Timeframe
-from marketdata.models import Bar, Instrument
 from marketdata.selectors import bars_frame
-from quant.core.errors import NotFoundError, ValidationError
+from quant.core.errors import ValidationError
+from quant.feature_store.bars import OHLCV, bars_span
 from quant.features.definitions import (
     FeatureSetDefinition,
     compute_features,
@@ -43,7 +41,6 @@ from quant.models import FeatureCacheEntry, FeatureSetVersion
 
 log = structlog.get_logger(__name__)
 
-OHLCV = ["open", "high", "low", "close", "volume"]
 CacheStatus = Literal["hit", "miss", "stale"]
 
 
@@ -107,8 +104,9 @@ def features_get(
     if end < start:
         raise ValidationError(f"end {end.isoformat()} is before start {start.isoformat()}")
     definition = version_definition(version=version)
-    bars = _bars_with_warmup(symbol, tf, start, end, warmup=definition.warmup_bars())
-    fingerprint = bars_fingerprint(bars)
+    span = bars_span(
+        symbol=symbol, timeframe=tf, start=start, end=end, warmup=definition.warmup_bars()
+    )
     key: dict[str, Any] = {
         "feature_set_version": version,
         "symbol": symbol,
@@ -117,29 +115,24 @@ def features_get(
         "end": end,
     }
     entry = FeatureCacheEntry.objects.filter(**key).first()
-    if entry is not None and entry.bars_fingerprint == fingerprint:
+    if entry is not None and entry.bars_fingerprint == span.fingerprint:
         cached = _read(entry.path)
         if cached is not None:
             now = timezone.now()
             FeatureCacheEntry.objects.filter(pk=entry.pk).update(last_used_at=now)
             entry.last_used_at = now
             return _done(FeatureLoad(cached, entry, "hit"))
-    frame = _normalized(compute_features(bars[OHLCV], definition).loc[start:])
-    stored = _store(key, frame, fingerprint)
+    # The fingerprint was taken before the bars are read: if they change in between, the
+    # entry is stale at the next load (recomputed), never wrongly fresh.
+    bars = bars_frame(symbol=symbol, timeframe=tf, start=span.first, end=end)
+    frame = _normalized(compute_features(bars[list(OHLCV)], definition).loc[start:])
+    stored = _store(key, frame, span.fingerprint)
     return _done(FeatureLoad(frame, stored, "miss" if entry is None else "stale"))
 
 
 def version_definition(*, version: FeatureSetVersion) -> FeatureSetDefinition:
     """The stored definition of ``version``, validated again."""
     return feature_set_validate(version.definition, source=f"feature set version {version}")
-
-
-def bars_fingerprint(bars: pd.DataFrame) -> str:
-    """sha256 of the bars' timestamps and OHLCV values (any correction changes it)."""
-    digest = hashlib.sha256()
-    digest.update(np.asarray(pd.DatetimeIndex(bars.index).as_unit("ns").asi8).tobytes())
-    digest.update(np.ascontiguousarray(bars[OHLCV].to_numpy(dtype="float64")).tobytes())
-    return digest.hexdigest()
 
 
 def feature_cache_entries_delete(*, entries: Iterable[FeatureCacheEntry]) -> int:
@@ -170,28 +163,6 @@ def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValidationError(f"{name} {value.isoformat()} has no timezone")
     return value.astimezone(UTC)
-
-
-def _bars_with_warmup(
-    symbol: str, tf: Timeframe, start: datetime, end: datetime, *, warmup: int
-) -> pd.DataFrame:
-    """The bars of [start, end] preceded by up to ``warmup`` earlier bars."""
-    first = start
-    if warmup > 0:
-        earlier = list(
-            Bar.objects.filter(instrument__symbol=symbol, timeframe=tf.value, ts__lt=start)
-            .order_by("-ts")
-            .values_list("ts", flat=True)[:warmup]
-        )
-        first = earlier[-1] if earlier else start
-    bars = bars_frame(symbol=symbol, timeframe=tf, start=first, end=end)
-    if bars.empty or bars.index[-1] < start:
-        if not Instrument.objects.filter(symbol=symbol).exists():
-            raise NotFoundError(f"unknown instrument {symbol!r}: no bars are stored for it")
-        raise NotFoundError(
-            f"no {tf.value} bars of {symbol} between {start.isoformat()} and {end.isoformat()}"
-        )
-    return bars
 
 
 def _normalized(frame: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from quant.feature_store import (
     features_get,
     features_load,
 )
+from quant.feature_store import bars as bars_module
 from quant.feature_store import cache as cache_module
 from quant.features.definitions import (
     FeatureSetDefinition,
@@ -94,6 +95,14 @@ def stored_files(media: Path) -> list[Path]:
     return sorted(p for p in media.rglob("*.parquet"))
 
 
+@pytest.fixture(params=["sql", "rows"])
+def fingerprint_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Fingerprints computed in PostgreSQL, or row by row in Python (the SQLite path)."""
+    if request.param == "rows":
+        monkeypatch.setattr(bars_module, "_fingerprint_sql", bars_module._fingerprint_rows)
+    return str(request.param)
+
+
 def corrected(bar: BarRecord) -> BarRecord:
     """The same bar with another close (still within its high and low)."""
     return dataclasses.replace(bar, close=(bar.high + bar.low) / Decimal(2) + Decimal("0.01"))
@@ -152,7 +161,10 @@ def test_features_of_a_range_use_warmup_bars_from_before_start(
 
 
 def test_a_corrected_bar_in_the_warmup_makes_the_entry_stale(
-    version: FeatureSetVersion, media: Path, django_capture_on_commit_callbacks: OnCommit
+    version: FeatureSetVersion,
+    media: Path,
+    django_capture_on_commit_callbacks: OnCommit,
+    fingerprint_engine: str,
 ) -> None:
     bars = make_bars("AAA", DAY, T0, 80)
     ingest(bars)
@@ -173,7 +185,7 @@ def test_a_corrected_bar_in_the_warmup_makes_the_entry_stale(
 
 
 def test_back_filled_history_makes_the_entry_stale_and_fills_the_warmup(
-    version: FeatureSetVersion,
+    version: FeatureSetVersion, fingerprint_engine: str
 ) -> None:
     bars = make_bars("AAA", DAY, T0, 80)
     ingest(bars[30:])
@@ -188,7 +200,9 @@ def test_back_filled_history_makes_the_entry_stale_and_fills_the_warmup(
     assert not after.frame.iloc[0].isna().any()
 
 
-def test_bars_after_end_do_not_invalidate_the_entry(version: FeatureSetVersion) -> None:
+def test_bars_after_end_do_not_invalidate_the_entry(
+    version: FeatureSetVersion, fingerprint_engine: str
+) -> None:
     bars = make_bars("AAA", DAY, T0, 80)
     ingest(bars[:70])
     load(version, bars[30].ts, bars[69].ts)
