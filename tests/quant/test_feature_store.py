@@ -261,8 +261,13 @@ def test_a_missing_cache_file_is_recomputed(version: FeatureSetVersion) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_loads_of_one_key_leave_one_entry_and_one_file(
-    definition: FeatureSetDefinition, media: Path, monkeypatch: pytest.MonkeyPatch
+    definition: FeatureSetDefinition,
+    media: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    on_postgres: bool,
 ) -> None:
+    if not on_postgres:
+        pytest.skip("SQLite's in-memory test database locks whole tables between threads")
     bars = make_bars("AAA", DAY, T0, 80)
     ingest(bars)
     version = feature_set_ensure(definition=definition)
