@@ -31,7 +31,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("atr", {"window": 3}),
     ("volume_zscore", {"window": 3}),
     ("relative_volume", {"window": 3}),
-    ("dollar_volume", {"window": 2}),
+    ("dollar_volume", {"window": 3}),
     ("obv", {}),
 ]
 

@@ -67,6 +67,15 @@ def test_triple_barrier_takes_the_first_barrier_hit(
     assert out["t1"].iloc[0] == bars_from_closes(closes).index[hit]
 
 
+def test_a_return_exactly_on_a_barrier_hits_it() -> None:
+    """125 / 100 - 1 and 75 / 100 - 1 are exactly 0.25 and -0.25 in binary floating point."""
+    barriers = {"kind": "triple_barrier", "horizon": 1, "upper": 0.25, "lower": -0.25}
+    assert labelled([100, 125], **barriers)["label"].tolist() == [1]
+    assert labelled([100, 75], **barriers)["label"].tolist() == [-1]
+    threshold = {"kind": "forward_return", "horizon": 1, "threshold": 0.25}
+    assert labelled([100, 125], **threshold)["label"].tolist() == [1]
+
+
 def test_triple_barrier_with_one_barrier_left_out() -> None:
     closes = [100, 110, 94, 100]
     only_lower = labelled(closes, kind="triple_barrier", horizon=3, lower=-0.05)
