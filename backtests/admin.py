@@ -14,9 +14,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from backtests import services
+from backtests import services, walkforward_services
 from backtests.engine import BacktestConfig, EngineMode, FillAt
-from backtests.models import BacktestRun, BacktestTrade
+from backtests.engine.walkforward_plan import Objective, WalkForwardConfig, objective_value
+from backtests.engine.walkforward_plan import WindowType as WalkForwardWindowType
+from backtests.models import BacktestRun, BacktestTrade, WalkForwardRun, WalkForwardWindow
 from quant.core.errors import ApplicationError, ConflictError
 from quant.models import Strategy
 
@@ -268,4 +270,240 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "<th>price</th><th>exit</th><th>price</th><th>P&amp;L</th></tr>{}</table>{}",
             rows,
             note,
+        )
+
+
+# --- walk-forward runs -----------------------------------------------------------------
+
+
+class WalkForwardStartForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Windows, grid and costs of a walk-forward run of a strategy's current version."""
+
+    strategy = forms.ModelChoiceField(
+        queryset=Strategy.objects.filter(is_active=True, current_version__isnull=False)
+    )
+    in_sample_days = forms.IntegerField(min_value=1, initial=252, help_text="Bars")
+    out_of_sample_days = forms.IntegerField(min_value=1, initial=63, help_text="Bars")
+    step_days = forms.IntegerField(min_value=1, initial=63, help_text="Bars")
+    window_type = forms.ChoiceField(
+        choices=[(t.value, t.value) for t in WalkForwardWindowType], initial="rolling"
+    )
+    grid = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="One parameter a line: name=value1,value2,... (empty: the config's params)",
+    )
+    objective = forms.ChoiceField(choices=[(o.value, o.value) for o in Objective])
+    min_trades = forms.IntegerField(min_value=0, initial=1, help_text="In sample, per window")
+    start_day = forms.DateField(required=False, help_text="First day (empty: all data)")
+    end_day = forms.DateField(required=False, help_text="Last day, inclusive (empty: all data)")
+    initial_capital = forms.DecimalField(initial="100000", min_value=1, decimal_places=2)
+    commission = forms.DecimalField(initial="1.00", min_value=0, decimal_places=4)
+    slippage_bps = forms.DecimalField(initial="10", min_value=0, max_value=9999)
+
+    class Meta:
+        model = WalkForwardRun
+        fields: list[str] = []
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        strategy: Strategy | None = data.get("strategy")
+        if self.errors or strategy is None or strategy.current_version is None:
+            return data
+        try:
+            lines = [line for line in str(data.get("grid") or "").splitlines() if line.strip()]
+            data["wf_config"] = WalkForwardConfig(
+                in_sample_days=data["in_sample_days"],
+                out_of_sample_days=data["out_of_sample_days"],
+                step_days=data["step_days"],
+                window_type=WalkForwardWindowType(data["window_type"]),
+                parameter_grid=walkforward_services.grid_parse(lines),
+                objective=Objective(data["objective"]),
+                min_trades_required=data["min_trades"],
+            )
+            data["config"] = BacktestConfig(
+                initial_capital=Decimal(data["initial_capital"]),
+                commission_per_trade=Decimal(data["commission"]),
+                slippage_bps=Decimal(data["slippage_bps"]),
+                start_date=_moment(data.get("start_day")),
+                end_date=_moment(data.get("end_day"), last=True),
+            )
+            walkforward_services.walk_forward_check(
+                strategy_version=strategy.current_version,
+                wf_config=data["wf_config"],
+                backtest_config=data["config"],
+            )
+        except ApplicationError as error:
+            raise forms.ValidationError(error.message) from None
+        return data
+
+
+class WalkForwardWindowInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = WalkForwardWindow
+    extra = 0
+    can_delete = False
+    fields = (
+        "index",
+        "in_sample",
+        "out_of_sample",
+        "best_params",
+        "is_objective",
+        "in_sample_trades",
+        "oos_objective",
+        "out_of_sample_trades",
+        "grid_points",
+        "flag",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="In sample")
+    def in_sample(self, w: WalkForwardWindow) -> str:
+        return f"{w.in_sample_start:%Y-%m-%d} .. {w.in_sample_end:%Y-%m-%d}"
+
+    @admin.display(description="Out-of-sample")
+    def out_of_sample(self, w: WalkForwardWindow) -> str:
+        return f"{w.out_of_sample_start:%Y-%m-%d} .. {w.out_of_sample_end:%Y-%m-%d}"
+
+    @admin.display(description="IS objective")
+    def is_objective(self, w: WalkForwardWindow) -> str:
+        return _objective(w.run, w.in_sample_metrics)
+
+    @admin.display(description="OOS objective")
+    def oos_objective(self, w: WalkForwardWindow) -> str:
+        return _objective(w.run, w.out_of_sample_metrics)
+
+    @admin.display(description="grid points done")
+    def grid_points(self, w: WalkForwardWindow) -> int:
+        return sum(1 for e in w.grid_results if e.get("segment") != "out_of_sample")
+
+
+def _objective(run: WalkForwardRun, metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "-"
+    value = objective_value(metrics, Objective(run.wf_config.get("objective", "sharpe")))
+    return "-" if value is None else f"{value:.4g}"
+
+
+@admin.register(WalkForwardRun)
+class WalkForwardRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "strategy", "version", "status", "progress_pct", "windows", "created_at")
+    list_filter = ("status", "strategy")
+    list_select_related = ("strategy", "strategy_version")
+    actions = ["cancel"]
+    inlines = [WalkForwardWindowInline]
+    readonly_fields = (
+        "strategy",
+        "strategy_version",
+        "status",
+        "progress_pct",
+        "error_message",
+        "reports",
+        "verdict",
+        "aggregated_metrics",
+        "wf_config",
+        "backtest_config",
+        "symbols",
+        "timeframe",
+        "cancel_requested",
+        "task_id",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = WalkForwardStartForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [f for f in WalkForwardStartForm.base_fields]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: WalkForwardRun, form: Any, change: bool
+    ) -> None:
+        """Create the run through the service and queue it (never a bare ModelForm save)."""
+        strategy: Strategy = form.cleaned_data["strategy"]
+        assert strategy.current_version is not None
+        run = walkforward_services.walk_forward_run_create(
+            strategy_version=strategy.current_version,
+            wf_config=form.cleaned_data["wf_config"],
+            backtest_config=form.cleaned_data["config"],
+            requested_by=request.user,  # type: ignore[arg-type]
+        )
+        walkforward_services.walk_forward_run_submit(run=run)
+        obj.pk = run.pk
+        obj.__dict__.update(run.__dict__)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # the service stored everything
+
+    @admin.action(description="Cancel the selected walk-forward runs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[WalkForwardRun]) -> None:
+        for run in queryset:
+            try:
+                walkforward_services.walk_forward_run_cancel(run=run)
+            except ConflictError as error:
+                self.message_user(request, error.message, messages.WARNING)
+            else:
+                self.message_user(
+                    request, f"Walk-forward run {run.pk} cancelled.", messages.SUCCESS
+                )
+
+    @admin.display(description="version")
+    def version(self, run: WalkForwardRun) -> str:
+        return f"v{run.strategy_version.number}"
+
+    @admin.display(description="progress")
+    def progress_pct(self, run: WalkForwardRun) -> str:
+        return f"{run.progress * 100:.0f}% ({run.tasks_done} of {run.tasks_total} tasks)"
+
+    @admin.display(description="windows")
+    def windows(self, run: WalkForwardRun) -> str:
+        config = run.wf_config
+        return (
+            f"{config.get('window_type')} {config.get('in_sample_days')}/"
+            f"{config.get('out_of_sample_days')}/{config.get('step_days')}"
+        )
+
+    @admin.display(description="verdict")
+    def verdict(self, run: WalkForwardRun) -> str:
+        return str(((run.result or {}).get("overfitting") or {}).get("verdict") or "-")
+
+    @admin.display(description="out-of-sample metrics")
+    def aggregated_metrics(self, run: WalkForwardRun) -> str:
+        metrics = (run.result or {}).get("aggregated_metrics")
+        if not metrics:
+            return "-"
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(metrics.items()))
+        return format_html("<table>{}</table>", rows)
+
+    @admin.display(description="reports")
+    def reports(self, run: WalkForwardRun) -> str:
+        if not run.report_html:
+            return "-"
+        return format_html(
+            '<a href="{}" target="_blank">HTML report</a> · <a href="{}">JSON report</a>',
+            reverse("walkforward-report", args=[run.pk, "html"]),
+            reverse("walkforward-report", args=[run.pk, "json"]),
         )

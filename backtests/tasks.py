@@ -11,3 +11,15 @@ from backtests import services
 def run_backtest(run_id: int) -> None:
     """Run one queued backtest (a redelivered task restarts it; a finished run is left alone)."""
     services.backtest_run_execute(run_id=run_id)
+
+
+# Walk-forward tasks live in their own module; importing them here registers them with the
+# worker (Celery autodiscovers ``<app>.tasks`` only).
+from backtests.walkforward_tasks import (  # noqa: E402
+    wf_evaluate,
+    wf_gather,
+    wf_out_of_sample,
+    wf_start,
+)
+
+__all__ = ["run_backtest", "wf_evaluate", "wf_gather", "wf_out_of_sample", "wf_start"]

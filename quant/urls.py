@@ -14,4 +14,9 @@ urlpatterns = [
         backtests_views.run_report,
         name="backtest-report",
     ),
+    path(
+        "backtests/walk-forward/<int:run_id>/report.<str:kind>",
+        backtests_views.walk_forward_report,
+        name="walkforward-report",
+    ),
 ]

@@ -1,0 +1,388 @@
+"""The Celery fan-out of a walk-forward run: the worker side of each stage.
+
+Stages, each a Celery task (``backtests.walkforward_tasks``) over one function here:
+
+1. ``walk_forward_start``: QUEUED -> RUNNING, then one in-sample task per (grid point,
+   window), windows interleaved so that concurrent workers rarely wait on the same row.
+2. ``walk_forward_in_sample``: one grid point on one window's in-sample bars. The evaluation
+   is appended to the window row's ``grid_results`` under a row lock, and ``tasks_done`` is
+   incremented with ``F()`` in the same transaction. The task that stores a window's last
+   point picks the window's best (the engine's ``choose_best``) and queues its out-of-sample
+   task, or flags the window (its out-of-sample step counts as done at once).
+3. ``walk_forward_out_of_sample``: the best params on the window's out-of-sample bars,
+   appended the same way.
+4. ``walk_forward_gather``: queued by the task whose increment makes ``tasks_done`` reach
+   ``tasks_total`` (exactly one does: the increments are serialized by the run row's lock);
+   it rebuilds the evaluations from the window rows and calls the engine's ``aggregate``, so
+   the result is the one ``WalkForwardEngine`` computes in process.
+
+Why no chord: the embedded mode's filesystem broker has no result backend, and a task that
+waits on other tasks deadlocks a single worker. The database is the result store, so any
+broker works, and more workers (on any machine) take more tasks with no change here.
+
+Messages carry ids only; each worker process loads the run's bars from the database once
+and keeps them (``_inputs``). A task finding its run no longer RUNNING (cancelled, failed)
+returns at once. A redelivered task whose evaluation is already stored does nothing. Any
+error fails the run with the window, its dates and the params named.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from celery import Task
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from backtests.engine import BacktestConfig, MarketData
+from backtests.engine.walkforward import (
+    Evaluation,
+    Job,
+    Segment,
+    WalkForwardConfig,
+    WindowPlan,
+    aggregate,
+    choose_best,
+    plan_windows,
+    run_job,
+)
+from backtests.engine.walkforward_plan import grid_expand
+from backtests.models import RUN_TRANSITIONS, RunStatus, WalkForwardRun, WalkForwardWindow
+from backtests.services import market_data_load
+from backtests.walkforward_services import bar_times, run_fail, walk_forward_result_store
+from quant.core.errors import ApplicationError, ValidationError
+from quant.strategies.config import StrategyConfig, config_validate
+
+log = structlog.get_logger(__name__)
+
+CACHED_RUNS = 4  # bars of this many runs are kept per worker process
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What every task of a run needs, loaded once per worker process."""
+
+    strategy_config: StrategyConfig
+    backtest_config: BacktestConfig
+    wf_config: WalkForwardConfig
+    data: MarketData
+    stamps: list[datetime]
+    plans: list[WindowPlan]
+    points: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+
+    def job(self, window: int, params: dict[str, Any], segment: Segment) -> Job:
+        return Job(self.strategy_config, self.backtest_config, self.plans[window], params, segment)
+
+
+_cache: OrderedDict[tuple[int, datetime], RunInputs] = OrderedDict()
+
+
+def _inputs(run: WalkForwardRun) -> RunInputs:
+    key = (run.pk, run.created_at)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    strategy_config = config_validate(run.strategy_config, source=f"walk-forward run {run.pk}")
+    backtest_config = BacktestConfig.from_dict(run.backtest_config)
+    wf_config = WalkForwardConfig.from_dict(run.wf_config)
+    data = market_data_load(
+        symbols=strategy_config.symbols,
+        timeframe=strategy_config.timeframe,
+        start=backtest_config.start_date,
+        end=backtest_config.end_date,
+    )
+    expansion = grid_expand(
+        wf_config.parameter_grid, strategy_config.strategy_class().Params, strategy_config.params
+    )
+    inputs = RunInputs(
+        strategy_config=strategy_config,
+        backtest_config=backtest_config,
+        wf_config=wf_config,
+        data=data,
+        stamps=bar_times(data),
+        plans=plan_windows(len(data), wf_config),
+        points=expansion.points,
+        skipped=[point for point, _ in expansion.skipped],
+    )
+    _cache[key] = inputs
+    while len(_cache) > CACHED_RUNS:
+        _cache.popitem(last=False)
+    return inputs
+
+
+def walk_forward_start(*, run_id: int) -> None:
+    """QUEUED -> RUNNING, then queue every in-sample task."""
+    from backtests.walkforward_tasks import wf_evaluate
+
+    started = WalkForwardRun.objects.filter(
+        pk=run_id, status__in=RUN_TRANSITIONS[RunStatus.RUNNING]
+    ).update(status=RunStatus.RUNNING, started_at=timezone.now())
+    run = WalkForwardRun.objects.get(pk=run_id)
+    if not started:
+        log.info("walkforward.skip_start", run_id=run_id, status=run.status)
+        return
+    try:
+        inputs = _inputs(run)
+        windows = len(inputs.plans)
+        if run.tasks_total != windows * (len(inputs.points) + 1):
+            raise ValidationError("the stored bars or the grid changed since the run was created")
+    except Exception as error:
+        run_fail(run_id=run_id, message=f"starting the run: {_describe(error)}")
+        log.exception("walkforward.start_failed", run_id=run_id)
+        return
+    log.info("walkforward.start", run_id=run_id, tasks=run.tasks_total)
+    for point in range(len(inputs.points)):
+        for window in range(windows):
+            if not _send(wf_evaluate, run_id, window, point):
+                return
+
+
+def walk_forward_in_sample(*, run_id: int, window: int, point: int, worker: str = "") -> None:
+    """Evaluate one grid point in sample and store it (see the module docstring)."""
+    from backtests.walkforward_tasks import wf_out_of_sample
+
+    run = _running(run_id)
+    if run is None or _stored(run_id, window, point):
+        return
+    params: dict[str, Any] | None = None
+    try:
+        inputs = _inputs(run)
+        params = inputs.points[point]
+        evaluation = run_job(inputs.job(window, params, Segment.IN_SAMPLE), inputs.data)
+        entry = _entry(evaluation, point, worker)
+        with transaction.atomic():
+            row = _locked_window(run_id, window, inputs)
+            if any(e["point"] == point for e in row.grid_results):
+                return  # a redelivered task got here first
+            row.grid_results = [*row.grid_results, entry]
+            fields = ["grid_results"]
+            done = [e for e in row.grid_results if e["segment"] == Segment.IN_SAMPLE]
+            best: dict[str, Any] | None = None
+            finished_window = len(done) == len(inputs.points)
+            if finished_window:
+                evaluations = [_decode_evaluation(e["evaluation"]) for e in done]
+                best, flag = choose_best(
+                    evaluations,
+                    inputs.wf_config.objective,
+                    inputs.wf_config.min_trades_required,
+                )
+                chosen = next(
+                    (e for e in evaluations if best is not None and e.params == best), None
+                )
+                row.best_params, row.flag = best, flag[:200]
+                row.in_sample_metrics = _finite(chosen.metrics) if chosen else None
+                row.in_sample_trades = chosen.trades if chosen else None
+                fields += ["best_params", "flag", "in_sample_metrics", "in_sample_trades"]
+            row.save(update_fields=fields)
+            # a flagged window has no out-of-sample task: its step counts as done now
+            if not _count(run_id, 2 if finished_window and best is None else 1):
+                return
+        if finished_window and best is not None:
+            _send(wf_out_of_sample, run_id, window, best)
+    except Exception as error:
+        _task_failed(run_id, window, params, Segment.IN_SAMPLE, error)
+
+
+def walk_forward_out_of_sample(
+    *, run_id: int, window: int, params: dict[str, Any], worker: str = ""
+) -> None:
+    """Run a window's best params out of sample and store the evaluation."""
+    run = _running(run_id)
+    if run is None or _stored(run_id, window, None):
+        return
+    try:
+        inputs = _inputs(run)
+        evaluation = run_job(inputs.job(window, params, Segment.OUT_OF_SAMPLE), inputs.data)
+        with transaction.atomic():
+            row = _locked_window(run_id, window, inputs)
+            if any(e["segment"] == Segment.OUT_OF_SAMPLE for e in row.grid_results):
+                return
+            row.grid_results = [*row.grid_results, _entry(evaluation, None, worker)]
+            row.out_of_sample_metrics = _finite(evaluation.metrics)
+            row.out_of_sample_trades = evaluation.trades
+            row.save(
+                update_fields=["grid_results", "out_of_sample_metrics", "out_of_sample_trades"]
+            )
+            _count(run_id, 1)
+    except Exception as error:
+        _task_failed(run_id, window, params, Segment.OUT_OF_SAMPLE, error)
+
+
+def walk_forward_gather(*, run_id: int) -> None:
+    """Gather the stored evaluations into one result and store it with the reports."""
+    run = _running(run_id)
+    if run is None:
+        return
+    try:
+        inputs = _inputs(run)
+        in_sample: list[Evaluation] = []
+        out_of_sample: list[Evaluation] = []
+        workers: dict[int, list[dict[str, Any]]] = {}
+        for row in WalkForwardWindow.objects.filter(run_id=run_id).order_by("index"):
+            points = sorted(
+                (e for e in row.grid_results if e["segment"] == Segment.IN_SAMPLE),
+                key=lambda e: int(e["point"]),
+            )
+            in_sample += [_decode_evaluation(e["evaluation"]) for e in points]
+            out_of_sample += [
+                _decode_evaluation(e["evaluation"])
+                for e in row.grid_results
+                if e["segment"] == Segment.OUT_OF_SAMPLE
+            ]
+            workers[row.index] = [{"worker": e["worker"], "pid": e["pid"]} for e in points]
+        result = aggregate(
+            strategy_config=inputs.strategy_config,
+            wf_config=inputs.wf_config,
+            backtest_config=inputs.backtest_config,
+            data=inputs.data,
+            plans=inputs.plans,
+            points=inputs.points,
+            in_sample=in_sample,
+            out_of_sample=out_of_sample,
+            skipped=inputs.skipped,
+        )
+        walk_forward_result_store(run_id=run_id, result=result, workers=workers)
+    except Exception as error:
+        run_fail(run_id=run_id, message=f"gathering the results: {_describe(error)}")
+        log.exception("walkforward.gather_failed", run_id=run_id)
+
+
+# --- internals --------------------------------------------------------------------------
+
+
+def _running(run_id: int) -> WalkForwardRun | None:
+    run = WalkForwardRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.RUNNING:
+        return None
+    return run
+
+
+def _stored(run_id: int, window: int, point: int | None) -> bool:
+    """Whether the evaluation is already stored (a redelivered task)."""
+    results = (
+        WalkForwardWindow.objects.filter(run_id=run_id, index=window)
+        .values_list("grid_results", flat=True)
+        .first()
+    )
+    segment = Segment.IN_SAMPLE if point is not None else Segment.OUT_OF_SAMPLE
+    return any(e["segment"] == segment and e.get("point") == point for e in results or [])
+
+
+def _locked_window(run_id: int, window: int, inputs: RunInputs) -> WalkForwardWindow:
+    """The window row, locked; fails when the bars no longer match the stored window."""
+    row = WalkForwardWindow.objects.select_for_update().get(run_id=run_id, index=window)
+    plan = inputs.plans[window]
+    if (row.in_sample_start, row.out_of_sample_end) != (
+        inputs.stamps[plan.is_start],
+        inputs.stamps[plan.oos_end - 1],
+    ):
+        raise ValidationError("the stored bars changed since the run was created")
+    return row
+
+
+def _count(run_id: int, done: int) -> bool:
+    """Add ``done`` to ``tasks_done`` (inside the caller's transaction); queue the gather when
+    the total is reached. False (and the caller's writes rolled back) when the run stopped."""
+    from backtests.walkforward_tasks import wf_gather
+
+    if not WalkForwardRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        tasks_done=F("tasks_done") + done
+    ):
+        transaction.set_rollback(True)
+        return False
+    counts = WalkForwardRun.objects.filter(pk=run_id).values_list("tasks_done", "tasks_total")
+    finished, total = counts.get()
+    if finished == total:
+        transaction.on_commit(lambda: _send(wf_gather, run_id))
+    return True
+
+
+def _send(task: Task, run_id: int, *args: Any) -> bool:
+    try:
+        task.delay(run_id, *args)
+    except Exception as error:  # broker down: fail the run rather than leave it hanging
+        run_fail(run_id=run_id, message=f"could not queue a task: {_describe(error)}")
+        return False
+    return True
+
+
+def _entry(evaluation: Evaluation, point: int | None, worker: str) -> dict[str, Any]:
+    return {
+        "point": point,
+        "segment": evaluation.segment.value,
+        "evaluation": _encode(evaluation.as_dict()),
+        "worker": worker or socket.gethostname(),
+        "pid": os.getpid(),
+    }
+
+
+def _task_failed(
+    run_id: int,
+    window: int,
+    params: dict[str, Any] | None,
+    segment: Segment,
+    error: Exception,
+) -> None:
+    where = f"window {window}"
+    row = WalkForwardWindow.objects.filter(run_id=run_id, index=window).first()
+    if row is not None:
+        start, end = (
+            (row.in_sample_start, row.in_sample_end)
+            if segment is Segment.IN_SAMPLE
+            else (row.out_of_sample_start, row.out_of_sample_end)
+        )
+        where += f" ({segment.value.replace('_', '-')} {start:%Y-%m-%d}..{end:%Y-%m-%d})"
+    if params is not None:
+        where += ", params " + ", ".join(f"{k}={v!r}" for k, v in params.items())
+    if run_fail(run_id=run_id, message=f"{where}: {_describe(error)}") and not isinstance(
+        error, ApplicationError
+    ):
+        log.exception("walkforward.task_crashed", run_id=run_id, window=window)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ApplicationError):
+        return error.message
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+# Evaluations round-trip through JSON columns exactly: floats keep their value (JSON numbers
+# are exact decimal text), and the non-finite ones PostgreSQL's jsonb refuses are tagged.
+_NON_FINITE = "$float"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_NON_FINITE: repr(value)}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _NON_FINITE in value:
+            return float(value[_NON_FINITE])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _decode_evaluation(data: dict[str, Any]) -> Evaluation:
+    return Evaluation.from_dict(_decode(data))
+
+
+def _finite(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: v if v is None or math.isfinite(v) else None for k, v in metrics.items()}
