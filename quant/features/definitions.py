@@ -15,7 +15,23 @@ features:
 A column is named by the spec's ``name`` or else ``<kind>_<param values in declared order>``
 (floats without a trailing .0, "." written "p": bollinger_20_2p5_mid);
 a kind with several outputs appends ``_<output>``. Every kind is causal: the value at bar t
-uses bars 0..t only.
+uses bars 0..t only, and NaN exactly during its warmup.
+
+| kind | params (defaults) | outputs | warmup bars |
+|---|---|---|---|
+| returns, log_returns | periods=1 | one | periods |
+| rsi (Wilder) | window=14 | one | window |
+| macd | fast=12, slow=26, signal=9 | macd, signal, hist | slow + signal - 2 |
+| bollinger (population std) | window=20, k=2.0 | mid, upper, lower, pct_b, width | window - 1 |
+| rolling_mean, rolling_std (ddof=1), zscore | window=20, source=close¹ | one | window - 1 (+1)¹ |
+| atr (Wilder) | window=14 | one | window - 1 |
+| volume_zscore, relative_volume | window=20 | one | window - 1 |
+| dollar_volume (close * volume, mean over window) | window=1 | one | window - 1 |
+| obv (Granville, from 0) | none | one | 0 |
+
+¹ source: close, volume, returns or log_returns (one-bar; one more warmup bar).
+Recursive kinds (RSI, MACD, ATR, OBV) depend on where the bars start: compute them from the
+same first bar to get the same numbers.
 """
 
 from __future__ import annotations

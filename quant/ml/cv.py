@@ -108,7 +108,7 @@ def _label_windows(X: Any, t1: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]
         raise ValidationError(f"PurgedKFold: t1 has {len(t1)} rows but X has {len(X)}")
     if isinstance(X, pd.DataFrame | pd.Series) and not X.index.equals(t1.index):
         raise ValidationError("PurgedKFold: t1's index (t0) must be X's index, in the same order")
-    t0_values, t1_values = _comparable(t1.index), _comparable(pd.Index(t1))
+    t0_values, t1_values = _comparable(t1.index, pd.Index(t1))
     if np.any(np.diff(t0_values) < 0):
         raise ValidationError("PurgedKFold: samples must be sorted by t0 (time order)")
     if np.any(t1_values < t0_values):
@@ -116,11 +116,21 @@ def _label_windows(X: Any, t1: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]
     return t0_values, t1_values
 
 
-def _comparable(index: pd.Index) -> npt.NDArray[Any]:
-    if isinstance(index, pd.DatetimeIndex):
-        if index.tz is not None:
-            index = index.tz_convert("UTC")
-        return index.as_unit("ns").asi8
-    if index.isna().any():
+def _comparable(t0: pd.Index, t1: pd.Index) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Both as plain numbers; datetimes as integers in the finer of their two units."""
+    if isinstance(t0, pd.DatetimeIndex) and isinstance(t1, pd.DatetimeIndex):
+        if (t0.tz is None) != (t1.tz is None):
+            raise ValidationError("PurgedKFold: t0 and t1 must both have a timezone or neither")
+        units = ("s", "ms", "us", "ns")
+        unit = max(t0.unit, t1.unit, key=units.index)
+        return t0.as_unit(unit).asi8, t1.as_unit(unit).asi8
+    if isinstance(t0, pd.DatetimeIndex) or isinstance(t1, pd.DatetimeIndex):
+        raise ValidationError("PurgedKFold: t0 and t1 must both be timestamps or both be numbers")
+    if t0.isna().any() or t1.isna().any():
         raise ValidationError("PurgedKFold: t0 and t1 must not be missing")
-    return np.asarray(index)
+    try:
+        return np.asarray(t0, dtype=np.float64), np.asarray(t1, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "PurgedKFold: t0 and t1 must both be timestamps or both be numbers"
+        ) from None

@@ -130,6 +130,25 @@ def test_t1_given_as_groups_or_at_construction_gives_the_same_folds(
         assert np.array_equal(ta, tc) and np.array_equal(sa, sc)
 
 
+def test_timestamps_in_any_unit_and_far_dates_work() -> None:
+    """pandas keeps dates in seconds, ms, us or ns; 2300 does not fit in nanoseconds."""
+    t0 = pd.date_range("2290-01-01", periods=12, freq="D", tz="UTC").as_unit("s")
+    t1 = pd.Series(t0.shift(2, freq="D").as_unit("us"), index=t0)
+    folds = list(PurgedKFold(3, t1=t1).split(np.zeros(12)))
+    assert [test.tolist() for _, test in folds] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert folds[1][0].tolist() == [0, 1, 10, 11]
+
+
+def test_mixed_kinds_of_time_are_refused() -> None:
+    t0 = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    naive = pd.Series(t0.tz_localize(None), index=t0)
+    with pytest.raises(ValidationError, match="both have a timezone or neither"):
+        list(PurgedKFold(2, t1=naive).split(np.zeros(6)))
+    numbers = pd.Series(np.arange(6), index=t0)
+    with pytest.raises(ValidationError, match="both be timestamps or both be numbers"):
+        list(PurgedKFold(2, t1=numbers).split(np.zeros(6)))
+
+
 def test_embargo_pct_rounds_up_to_whole_samples() -> None:
     cv = PurgedKFold(5, embargo_pct=0.01)
     assert cv.embargo_for(1_000) == 10 and cv.embargo_for(150) == 2 and cv.embargo_for(1) == 1
