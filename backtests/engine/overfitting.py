@@ -152,10 +152,12 @@ def cscv_logits(returns: npt.ArrayLike, n_blocks: int = 16) -> tuple[list[float]
     matrix = np.nan_to_num(matrix[n_rows % blocks :], nan=0.0, posinf=0.0, neginf=0.0)
     per_block = matrix.reshape(blocks, -1, n_configs)
     sums, squares = per_block.sum(axis=1), (per_block**2).sum(axis=1)  # blocks x N
-    chosen = _splits(blocks)
-    rows_half = blocks // 2 * per_block.shape[1]
-    is_sharpe = _sharpe_from_sums(chosen @ sums, chosen @ squares, rows_half)
-    oos_sharpe = _sharpe_from_sums((1 - chosen) @ sums, (1 - chosen) @ squares, rows_half)
+    low, high, complement = _splits(blocks)
+    # every half is some split's in-sample set and another's out-of-sample set: one Sharpe
+    # per half and configuration serves both sides
+    in_sums, in_squares = _half_sums(sums, low, high), _half_sums(squares, low, high)
+    half_sharpe = _sharpe_from_sums(in_sums, in_squares, blocks // 2 * per_block.shape[1])
+    is_sharpe, oos_sharpe = half_sharpe, half_sharpe[complement]
     best = np.argmax(is_sharpe, axis=1)  # ties: the first configuration
     picked = oos_sharpe[np.arange(len(best)), best][:, None]
     rank = (oos_sharpe < picked).sum(axis=1) + ((oos_sharpe == picked).sum(axis=1) + 1) / 2
@@ -163,14 +165,40 @@ def cscv_logits(returns: npt.ArrayLike, n_blocks: int = 16) -> tuple[list[float]
     return np.log(share / (1 - share)).tolist(), blocks
 
 
+Splits = tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]
+
+
 @functools.cache
-def _splits(blocks: int) -> Matrix:
-    """One row per choice of half the blocks: 1.0 on the in-sample blocks (read-only)."""
-    combos = np.array(list(itertools.combinations(range(blocks), blocks // 2)))
-    chosen = np.zeros((len(combos), blocks))
-    np.put_along_axis(chosen, combos, 1.0, axis=1)
-    chosen.flags.writeable = False
-    return chosen
+def _splits(blocks: int) -> Splits:
+    """Every choice of half the blocks as two bit masks, over the first ``blocks // 2``
+    blocks and over the others, and for each choice the index of its complement."""
+    half = blocks // 2
+    combos = list(itertools.combinations(range(blocks), half))
+    row_of = {combo: row for row, combo in enumerate(combos)}
+    everything = set(range(blocks))
+    complement = np.array([row_of[tuple(sorted(everything - set(c)))] for c in combos])
+    low = np.array([sum(1 << b for b in c if b < half) for c in combos])
+    high = np.array([sum(1 << (b - half) for b in c if b >= half) for c in combos])
+    for array in (low, high, complement):
+        array.flags.writeable = False
+    return low, high, complement
+
+
+def _half_sums(per_block: Matrix, low: npt.NDArray[np.intp], high: npt.NDArray[np.intp]) -> Matrix:
+    """Column sums over each split's blocks: sums over every subset of the first and of the
+    second half of the blocks (2^(S/2) each, cheap), then one gather and add per split."""
+    half = per_block.shape[0] // 2
+    result: Matrix = _subset_sums(per_block[:half])[low] + _subset_sums(per_block[half:])[high]
+    return result
+
+
+def _subset_sums(rows: Matrix) -> Matrix:
+    """Row ``mask`` holds the sum of the rows whose bit is set in ``mask``."""
+    sums = np.zeros((1 << len(rows), rows.shape[1]))
+    for bit, row in enumerate(rows):
+        step = 1 << bit
+        sums[step : 2 * step] = sums[:step] + row
+    return sums
 
 
 def _sharpe_from_sums(sums: Matrix, squares: Matrix, n: int) -> Matrix:

@@ -3,6 +3,7 @@ matrices whose PBO is known, degradation by hand, and the plain-language verdict
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -100,6 +101,27 @@ def test_cscv_logits_by_hand_on_two_blocks() -> None:
     pbo = probability_of_backtest_overfitting(matrix, n_blocks=2)
     assert pbo is not None
     assert (pbo.value, pbo.n_splits, pbo.n_configs) == (1.0, 2, 2)
+
+
+@pytest.mark.parametrize(("rows", "configs", "blocks"), [(60, 5, 6), (101, 4, 8), (40, 7, 10)])
+def test_cscv_logits_match_a_plain_loop(rows: int, configs: int, blocks: int) -> None:
+    """The fast path (subset sums, one Sharpe per half) against the method read literally."""
+    from scipy.stats import rankdata
+
+    matrix = np.random.default_rng(rows).normal(0.0, 0.01, (rows, configs))
+    used = matrix[rows % blocks :]
+    parts = np.array_split(np.arange(len(used)), blocks)
+    expected = []
+    for combo in itertools.combinations(range(blocks), blocks // 2):
+        inside = np.concatenate([parts[b] for b in combo])
+        outside = np.concatenate([parts[b] for b in range(blocks) if b not in combo])
+        is_sr = used[inside].mean(axis=0) / used[inside].std(axis=0, ddof=1)
+        oos_sr = used[outside].mean(axis=0) / used[outside].std(axis=0, ddof=1)
+        w = rankdata(oos_sr)[int(np.argmax(is_sr))] / (configs + 1)
+        expected.append(math.log(w / (1 - w)))
+    logits, used_blocks = cscv_logits(matrix, n_blocks=blocks)
+    assert used_blocks == blocks
+    assert logits == pytest.approx(expected)
 
 
 def test_an_in_sample_best_at_the_out_of_sample_median_counts_as_overfit() -> None:
