@@ -178,7 +178,7 @@ def _read(path: str) -> pd.DataFrame | None:
     try:
         with default_storage.open(path, "rb") as handle:
             data = handle.read()
-    except (FileNotFoundError, OSError):
+    except OSError:
         log.warning("feature_cache.file_missing", path=path)
         return None
     return _normalized(pd.read_parquet(io.BytesIO(data), engine="pyarrow"))
@@ -231,7 +231,7 @@ def _delete_files(paths: Iterable[str]) -> None:
     for path in paths:
         try:
             default_storage.delete(path)
-        except OSError as error:  # a leftover file is harmless; a failed request is not
+        except OSError as error:  # a leftover file only costs space: never fail the load
             log.warning("feature_cache.delete_failed", path=path, error=str(error))
 
 
