@@ -60,9 +60,10 @@ class Evaluation:
 
     ``metrics`` are the segment's ``PerformanceMetrics`` as floats (``None`` = undefined);
     ``trades`` counts the segment's trades (open positions closed at its end included).
-    Out of sample only: ``equity`` (bar start, equity) per out-of-sample bar with ``cash`` and
-    ``gross_exposure`` on the same bars, ``trades_list`` and ``traded_notional``. In sample
-    only: ``returns``, the per-bar returns (for CSCV and the deflated Sharpe ratio).
+    ``traded_notional`` is the money traded in the segment. Out of sample only: ``equity``
+    (bar start, equity) per out-of-sample bar with ``cash`` and ``gross_exposure`` on the
+    same bars, and ``trades_list``. In sample only: ``returns``, the per-bar returns (for
+    CSCV and the deflated Sharpe ratio).
     """
 
     window: int
@@ -302,7 +303,12 @@ def _evaluation(
         gross_exposure=full.gross_exposure[offset:],
     )
     trades = list(result.trades) + _closed_at_end(result, curve)
-    notional = float(sum(f.quantity * f.price for f in result.fills))
+    # from the trades' average prices: the same sum as over the fills, without turning every
+    # fill into Decimals (a position closed at the segment's end had no exit fill)
+    notional = float(
+        sum((t.quantity * t.entry_price for t in trades), Decimal(0))
+        + sum((t.quantity * t.exit_price for t in result.trades), Decimal(0))
+    )
     metrics = compute_metrics(
         equity=curve,
         trades=trades,
@@ -312,7 +318,12 @@ def _evaluation(
     )
     values = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in metrics.__dict__.items()}
     evaluation = Evaluation(
-        window=window, params=params, segment=segment, metrics=values, trades=len(trades)
+        window=window,
+        params=params,
+        segment=segment,
+        metrics=values,
+        trades=len(trades),
+        traded_notional=notional,
     )
     if segment is Segment.IN_SAMPLE:
         initial = float(config.initial_capital)
@@ -327,7 +338,6 @@ def _evaluation(
         cash=curve.cash.tolist(),
         gross_exposure=curve.gross_exposure.tolist(),
         trades_list=trades,
-        traded_notional=notional,
     )
 
 
@@ -340,10 +350,11 @@ def _closed_at_end(result: BacktestResult, curve: EquityCurve) -> list[Trade]:
     if not result.open_positions or not len(curve):
         return []
     last = pd.Timestamp(curve.ts[-1], tz="UTC")
-    stamps = pd.DatetimeIndex(result.equity_curve.ts, tz="UTC")
+    stamps = result.equity_curve.ts
     trades = []
     for p in result.open_positions:
-        entry_bar = int(stamps.searchsorted(pd.Timestamp(p.entry_time)))
+        entry = np.datetime64(pd.Timestamp(p.entry_time).tz_convert("UTC").tz_localize(None))
+        entry_bar = int(np.searchsorted(stamps, entry))
         trades.append(
             Trade(
                 symbol=p.symbol,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, MarketData
+from backtests.engine import BacktestConfig, BacktestEngine, MarketData
 from backtests.engine.engine import EngineMode
 from backtests.engine.sample import random_walk_bars
 from backtests.engine.walkforward import (
@@ -34,6 +34,7 @@ from backtests.engine.walkforward import (
     plan_windows,
     run_job,
 )
+from backtests.engine.walkforward_eval import slice_bars
 from backtests.engine.walkforward_plan import grid_expand
 from backtests.engine.walkforward_report import generate_html, generate_json
 from quant.core.errors import ValidationError
@@ -440,7 +441,7 @@ def test_event_and_vectorized_out_of_sample_runs_agree() -> None:
 
 def test_open_position_at_the_segment_end_counts_as_a_trade_closed_there() -> None:
     data = MarketData.from_frames({"SPY": bars(500)})
-    plan = WindowPlan(0, 0, 300, 300, 400)
+    plan = WindowPlan(0, 0, 290, 290, 390)  # a position is open at bar 289
     for segment in Segment:
         e = evaluate(sma_config(), {"fast": 5, "slow": 20}, data, plan, segment, BacktestConfig())
         if e.segment is Segment.OUT_OF_SAMPLE:
@@ -449,7 +450,14 @@ def test_open_position_at_the_segment_end_counts_as_a_trade_closed_there() -> No
             assert e.trades == len(e.trades_list)
             assert e.returns == []
         else:
-            assert len(e.returns) == 300 and e.equity == []
+            assert len(e.returns) == 290 and e.equity == []
+            plain = BacktestEngine().run(
+                sma_config(fast=5, slow=20).build(), slice_bars(data, 0, 290), BacktestConfig()
+            )
+            assert plain.open_positions  # the case under test: one is left open
+            assert e.trades == len(plain.trades) + 1
+            fills = sum((f.quantity * f.price for f in plain.fills), Decimal(0))
+            assert e.traded_notional == pytest.approx(float(fills))
 
 
 def test_jobs_and_evaluations_survive_json() -> None:
