@@ -154,11 +154,13 @@ def read_bundle_bytes(name_or_path: str | Path) -> tuple[bytes, str]:
         except OSError as exc:
             raise ValidationError(f"model bundle {path}: cannot read it ({exc.strerror})") from None
     name = str(name_or_path)
-    storage = _django_storage()
+    # storage names are relative and stay inside the storage: a path that is neither a file
+    # nor such a name is simply not found
+    storage = None if path.is_absolute() or ".." in path.parts else _django_storage()
     if storage is not None and storage.exists(name):
         with storage.open(name, "rb") as handle:
             return handle.read(), f"storage:{name}"
-    where = "no such file" + (" and no such storage name" if storage is not None else "")
+    where = "no such file" + (" or storage name" if storage is not None else "")
     raise NotFoundError(f"model bundle {name!r}: {where}")
 
 

@@ -78,13 +78,19 @@ class LightGBMModel(TradingModel):
     def _raw_score(self, x: FloatArray) -> FloatArray:
         if not len(x):
             return np.zeros(0)
-        return np.asarray(self._booster().predict(x, raw_score=True), dtype=np.float64)
+        return np.asarray(self._booster().predict(x, **self._predict_options(raw_score=True)))
 
     def _contributions(self, x: FloatArray) -> FloatArray:
         if not len(x):
             return np.zeros((0, len(self.feature_names) + 1))
         # SHAP values (TreeSHAP), the expected value in the last column
-        return np.asarray(self._booster().predict(x, pred_contrib=True), dtype=np.float64)
+        return np.asarray(self._booster().predict(x, **self._predict_options(pred_contrib=True)))
+
+    def _predict_options(self, **options: bool) -> dict[str, Any]:
+        # one thread unless asked: OpenMP's start-up and spin-waits cost more than a few rows
+        # of trees, and on a busy machine far more (a strategy predicts one row per bar)
+        threads = self.params.num_threads
+        return {**options, "num_threads": threads} if threads else options
 
     def _booster(self) -> lgb.Booster:
         if self.booster is None:
