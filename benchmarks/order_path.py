@@ -57,6 +57,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -392,10 +393,14 @@ def main() -> None:
         raise SystemExit("the benchmark measures PostgreSQL: pass a postgres:// --database-url")
     symbols = symbols_for(args.positions)
     wall_began = time.perf_counter()
+    load_before = os.getloadavg()[0]
 
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # As in production: with DEBUG on, Django would keep every SQL statement in memory.
+    os.environ["DEBUG"] = "false"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     ensure_database(args.database_url)
     import django
 
@@ -432,7 +437,11 @@ def main() -> None:
         f"risk check p99 {risk['p99_ms']:.2f} ms (goal < {RISK_CHECK_GOAL_P99_MS:g} ms): {verdict}"
     )
     wall = time.perf_counter() - wall_began
-    print(f"wall time {wall:.1f} s (set-up, all phases and checks)")
+    load_after = os.getloadavg()[0]
+    print(
+        f"wall time {wall:.1f} s (set-up, all phases and checks); 1-minute load average "
+        f"{load_before:.2f} before, {load_after:.2f} after (other work on the machine skews it)"
+    )
     figures = {
         "orders": args.orders,
         "warmup": WARMUP,
@@ -449,6 +458,8 @@ def main() -> None:
             }
         },
         "wall_s": round(wall, 1),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(load_after, 2),
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

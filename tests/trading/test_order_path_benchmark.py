@@ -58,6 +58,7 @@ def test_the_order_path_benchmark_runs_and_reports_json(tmp_path: Path) -> None:
     figures = json.loads(lines[-1])
     assert json.loads(out.read_text()) == figures
     assert figures["orders"] == 50
+    assert {"load_average_before", "load_average_after", "wall_s"} <= set(figures)
     assert figures["rate_limit_per_minute"] >= 1_000_000
     assert set(figures["phases"]) == {"risk_check", "submit_alpaca", "submit_simulated"}
     for phase in figures["phases"].values():
