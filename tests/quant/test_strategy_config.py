@@ -135,7 +135,9 @@ def test_a_file_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
 def test_unknown_class_lists_the_known_ones() -> None:
     message = problems_of(base(**{"class": "sma_crosover"}))
     assert "did you mean 'sma_crossover'?" in message
-    assert "known: bollinger_reversion, ml_signal, momentum, rsi_reversion, sma_crossover" in message
+    assert (
+        "known: bollinger_reversion, ml_signal, momentum, rsi_reversion, sma_crossover" in message
+    )
 
 
 def test_fast_not_below_slow_is_rejected() -> None:
