@@ -1,0 +1,256 @@
+"""``manage.py walk_forward --config FILE --in-sample-days N ...``: a walk-forward optimization.
+
+Bars come from the database, or from ``--csv FILE`` without touching the database at all;
+both run in this process. ``--save`` stores a run (the strategy must have passed review) and
+runs it through Celery, its windows and grid points fanned out over the workers, waiting for
+the result; ``--save --async`` queues it and returns. Prints a windows table and the
+overfitting verdict; ``--json`` / ``--html`` write the reports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backtests import walkforward_services as wf_services
+from backtests.engine import BacktestConfig
+from backtests.engine.walkforward import LocalExecutor, WalkForwardConfig, WalkForwardEngine
+from backtests.engine.walkforward_plan import Objective, WindowType
+from backtests.engine.walkforward_report import generate_html, generate_json
+from backtests.management.commands.run_backtest import _csv_data, _day, _decimal
+from backtests.models import RunStatus, WalkForwardRun
+from backtests.services import market_data_load
+from quant.core.errors import ApplicationError
+from quant.strategies.config import StrategyConfig, config_load
+
+PROGRESS_EVERY_S = 2.0
+
+
+class Command(BaseCommand):
+    help = "Walk-forward optimization of a strategy config: windows, grid, overfitting verdict."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--config", required=True, help="strategy YAML file")
+        parser.add_argument("--csv", help="bars from this CSV/Parquet file (no database)")
+        parser.add_argument("--symbol", action="append", help="run on this symbol (repeatable)")
+        parser.add_argument("--in-sample-days", type=int, required=True, help="bars")
+        parser.add_argument("--out-of-sample-days", type=int, required=True, help="bars")
+        parser.add_argument("--step-days", type=int, required=True, help="bars between windows")
+        parser.add_argument(
+            "--mode", choices=[t.value for t in WindowType], default=WindowType.ROLLING.value
+        )
+        parser.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="NAME=V1,V2,...",
+            help="values of one strategy parameter to try (repeatable)",
+        )
+        parser.add_argument(
+            "--objective", choices=[o.value for o in Objective], default=Objective.SHARPE.value
+        )
+        parser.add_argument("--min-trades", type=int, default=1, help="per window, in sample")
+        parser.add_argument("--start", help="first day, YYYY-MM-DD (inclusive)")
+        parser.add_argument("--end", help="last day, YYYY-MM-DD (inclusive)")
+        parser.add_argument("--initial-capital", default="100000")
+        parser.add_argument("--commission", default="1.00", help="per fill, in dollars")
+        parser.add_argument("--slippage-bps", default="10")
+        parser.add_argument("--json", dest="json_out", help="write the JSON report here")
+        parser.add_argument("--html", dest="html_out", help="write the HTML report here")
+        parser.add_argument(
+            "--save", action="store_true", help="store the run and run it on the Celery workers"
+        )
+        parser.add_argument(
+            "--async",
+            dest="queue",
+            action="store_true",
+            help="with --save: queue the run and return at once",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self._handle(options)
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
+
+    def _handle(self, options: dict[str, Any]) -> None:
+        if options["csv"] and options["save"]:
+            raise CommandError("--save stores a run of database bars; it cannot use --csv")
+        if options["queue"] and not options["save"]:
+            raise CommandError("--async queues a stored run: add --save")
+        if options["queue"] and (options["json_out"] or options["html_out"]):
+            raise CommandError(
+                "--async returns before the run ends: read its reports from the admin"
+            )
+        file_config = config_load(options["config"])
+        symbols = tuple(s.strip().upper() for s in options["symbol"] or ()) or None
+        strategy_config = (
+            file_config.model_copy(update={"symbols": symbols}) if symbols else file_config
+        )
+        wf_config = WalkForwardConfig(
+            in_sample_days=options["in_sample_days"],
+            out_of_sample_days=options["out_of_sample_days"],
+            step_days=options["step_days"],
+            window_type=WindowType(options["mode"]),
+            parameter_grid=wf_services.grid_parse(options["grid"]),
+            objective=Objective(options["objective"]),
+            min_trades_required=options["min_trades"],
+        )
+        start, end = _day(options["start"], "--start"), _day(options["end"], "--end", last=True)
+        config = BacktestConfig(
+            initial_capital=_decimal(options["initial_capital"], "--initial-capital"),
+            commission_per_trade=_decimal(options["commission"], "--commission"),
+            slippage_bps=_decimal(options["slippage_bps"], "--slippage-bps"),
+            start_date=start,
+            end_date=end,
+            timeframe=strategy_config.timeframe,
+        )
+        if options["save"]:
+            run = self._saved_run(file_config, symbols, wf_config, config, options)
+            if run is None:
+                return
+            document = json.loads(run.report_json.read())
+            html = run.report_html.read().decode() if options["html_out"] else ""
+        else:
+            data = (
+                _csv_data(options["csv"], strategy_config, start, end)
+                if options["csv"]
+                else market_data_load(
+                    symbols=strategy_config.symbols,
+                    timeframe=strategy_config.timeframe,
+                    start=start,
+                    end=end,
+                )
+            )
+            result = WalkForwardEngine().run(
+                strategy_config, data, wf_config, config, executor=LocalExecutor()
+            )
+            document = generate_json(result)
+            html = generate_html(result) if options["html_out"] else ""
+        if options["json_out"]:
+            Path(options["json_out"]).write_text(json.dumps(document, indent=1))
+            self.stdout.write(f"JSON report: {options['json_out']}")
+        if options["html_out"]:
+            Path(options["html_out"]).write_text(html)
+            self.stdout.write(f"HTML report: {options['html_out']}")
+        self.stdout.write(windows_table(document))
+        _refuse_all_flagged(document, wf_config)
+
+    def _saved_run(
+        self,
+        file_config: StrategyConfig,
+        symbols: tuple[str, ...] | None,
+        wf_config: WalkForwardConfig,
+        config: BacktestConfig,
+        options: dict[str, Any],
+    ) -> WalkForwardRun | None:
+        from django.db import transaction
+
+        from quant.services import strategy_version_ensure
+
+        with transaction.atomic():
+            version, _ = strategy_version_ensure(
+                config=file_config, source="file", source_path=options["config"]
+            )
+            run = wf_services.walk_forward_run_create(
+                strategy_version=version,
+                wf_config=wf_config,
+                backtest_config=config,
+                symbols=symbols,
+            )
+            wf_services.walk_forward_run_submit(run=run)
+        summary = f"{run.windows.count()} windows, {run.tasks_total} tasks"
+        if options["queue"]:
+            self.stdout.write(f"Queued walk-forward run {run.pk} of {version} ({summary})")
+            return None
+        self.stdout.write(f"Walk-forward run {run.pk} of {version}: {summary}")
+        run = wf_services.walk_forward_run_wait(run=run, on_progress=_Progress(self).report)
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"walk-forward run {run.pk} {run.status}: {run.error_message}")
+        return run
+
+
+class _Progress:
+    """Prints the run's progress at most every ``PROGRESS_EVERY_S`` seconds, and says so when
+    nothing has picked the run up for a while (no Celery worker running)."""
+
+    def __init__(self, command: BaseCommand) -> None:
+        self.command, self.began, self.last, self.warned = command, time.monotonic(), 0.0, False
+
+    def report(self, run: WalkForwardRun) -> None:
+        now = time.monotonic()
+        if run.status == RunStatus.QUEUED and not self.warned and now - self.began > 10:
+            self.warned = True
+            self.command.stdout.write(
+                "still queued: is a Celery worker running? (celery -A quant worker)"
+            )
+        if now - self.last >= PROGRESS_EVERY_S or run.tasks_done == run.tasks_total:
+            self.last = now
+            self.command.stdout.write(
+                f"  {run.status}: {run.tasks_done}/{run.tasks_total} tasks ({run.progress:.0%})"
+            )
+
+
+def windows_table(document: dict[str, Any]) -> str:
+    """The windows, the aggregated out-of-sample figures and the verdict, as text."""
+    header = ("#", "in sample", "out of sample", "params", "IS obj", "IS tr", "OOS obj", "OOS tr")
+    rows = [header]
+    for w in document["windows"]:
+        rows.append(
+            (
+                str(w["index"]),
+                f"{w['in_sample_start'][:10]}..{w['in_sample_end'][:10]}",
+                f"{w['out_of_sample_start'][:10]}..{w['out_of_sample_end'][:10]}",
+                _params(w["params"]) if w["params"] is not None else "FLAGGED",
+                _number(w["in_sample_objective"]),
+                _number(w["in_sample_trades"]),
+                _number(w["out_of_sample_objective"]),
+                _number(w["out_of_sample_trades"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    flags = [f"window {w['index']}: {w['flag']}" for w in document["windows"] if w["flag"]]
+    m = document["aggregated_metrics"]
+    config = document["walk_forward_config"]
+    lines += [
+        *flags,
+        "",
+        f"objective {config['objective']}, {document['grid_size']} grid point(s), "
+        f"{len(document['windows'])} window(s), {document['flagged_windows']} flagged",
+        f"out of sample: return {m['total_return_pct']}%, Sharpe {_number(m['sharpe_ratio'])}, "
+        f"max drawdown {m['max_drawdown_pct']}%, {m['total_trades']} trades, "
+        f"final equity {m['final_equity']}",
+        f"verdict: {document['overfitting']['verdict']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _refuse_all_flagged(document: dict[str, Any], wf_config: WalkForwardConfig) -> None:
+    windows = document["windows"]
+    if windows and all(w["flag"] for w in windows):
+        raise CommandError(
+            f"no window reached --min-trades {wf_config.min_trades_required} in sample: all "
+            f"{len(windows)} windows are flagged and nothing traded out of sample (lower "
+            "--min-trades, lengthen --in-sample-days or widen the grid)"
+        )
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(config)"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
