@@ -17,6 +17,7 @@ from django.db import connections
 from quant.models import Strategy
 from risk.models import AdminCode, KillSwitchEvent, KillSwitchState
 from risk.services import admin_code_set, killswitch_activate
+from tests.support.fixtures import current_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -115,12 +116,7 @@ def test_a_code_left_out_without_a_terminal_is_an_error(monkeypatch: pytest.Monk
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
     """``manage.py killswitch ...`` in a new process on this test database."""
-    db = connections["default"].settings_dict
-    if connections["default"].vendor == "postgresql":
-        url = f"postgres://{db['USER'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    else:
-        url = f"sqlite:///{db['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url}
+    env = {**os.environ, "DATABASE_URL": current_database_url()}
     return subprocess.run(
         [sys.executable, "manage.py", "killswitch", *args],
         cwd=ROOT,

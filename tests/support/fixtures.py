@@ -123,3 +123,15 @@ def alpaca_trading_server() -> Iterator[AlpacaTradingServer]:
 def polygon_server() -> Iterator[PolygonServer]:
     """Polygon's aggregates API on 127.0.0.1; API key ``test-polygon-key``."""
     yield from _serve(PolygonServer())
+
+
+def current_database_url() -> str:
+    """A ``DATABASE_URL`` naming the database this test runs on, for a process the test starts
+    (a command, a Celery worker): it sees what the test committed."""
+    from django.db import connections
+
+    db = connections["default"].settings_dict
+    if connections["default"].vendor != "postgresql":
+        return f"sqlite:///{db['NAME']}"
+    auth = f"{db['USER'] or ''}:{db['PASSWORD']}@" if db.get("PASSWORD") else f"{db['USER'] or ''}@"
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
