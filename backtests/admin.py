@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,7 +18,13 @@ from backtests import services, walkforward_services
 from backtests.engine import BacktestConfig, EngineMode, FillAt
 from backtests.engine.walkforward_plan import Objective, WalkForwardConfig, objective_value
 from backtests.engine.walkforward_plan import WindowType as WalkForwardWindowType
-from backtests.models import BacktestRun, BacktestTrade, WalkForwardRun, WalkForwardWindow
+from backtests.models import (
+    BacktestRun,
+    BacktestTrade,
+    EvaluationSegment,
+    WalkForwardRun,
+    WalkForwardWindow,
+)
 from quant.core.errors import ApplicationError, ConflictError
 from quant.models import Strategy
 
@@ -356,6 +362,16 @@ class WalkForwardWindowInline(admin.TabularInline):  # type: ignore[type-arg]
     )
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WalkForwardWindow]:
+        # while the run is in flight its points are evaluation rows; afterwards, grid_results
+        in_sample = Q(evaluations__segment=EvaluationSegment.IN_SAMPLE)
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("run")
+            .annotate(points_stored=Count("evaluations", filter=in_sample))
+        )
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -380,7 +396,7 @@ class WalkForwardWindowInline(admin.TabularInline):  # type: ignore[type-arg]
 
     @admin.display(description="grid points done")
     def grid_points(self, w: WalkForwardWindow) -> int:
-        return sum(1 for e in w.grid_results if e.get("segment") != "out_of_sample")
+        return max(getattr(w, "points_stored", 0), len(w.grid_results))
 
 
 def _objective(run: WalkForwardRun, metrics: dict[str, Any] | None) -> str:

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -141,6 +145,11 @@ class BacktestTrade(models.Model):
         return f"{self.side} {self.quantity} {self.symbol} {self.entry_time:%Y-%m-%d}"
 
 
+class EvaluationSegment(models.TextChoices):
+    IN_SAMPLE = "in_sample", "In sample"
+    OUT_OF_SAMPLE = "out_of_sample", "Out of sample"
+
+
 class WindowType(models.TextChoices):
     ROLLING = "rolling", "Rolling"
     ANCHORED = "anchored", "Anchored"
@@ -226,3 +235,82 @@ class WalkForwardWindow(models.Model):
 
     def __str__(self) -> str:
         return f"window {self.index} of run {self.run_id}"
+
+
+# Evaluations round-trip through a JSON column exactly: floats keep their value (JSON numbers
+# are exact decimal text), and the non-finite ones PostgreSQL's jsonb refuses are tagged.
+NON_FINITE_TAG = "$float"
+
+
+def tag_non_finite(value: Any) -> Any:
+    """``value`` with each non-finite float replaced by ``{"$float": "inf"}`` (or nan, -inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {NON_FINITE_TAG: repr(value)}
+    if isinstance(value, dict):
+        return {k: tag_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [tag_non_finite(v) for v in value]
+    return value
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and NON_FINITE_TAG in obj:
+        return float(obj[NON_FINITE_TAG])
+    return obj
+
+
+class TaggedFloatDecoder(json.JSONDecoder):
+    """Reads the tags of :func:`tag_non_finite` back into floats while parsing (an object hook:
+    the long lists of returns are parsed in C, never walked again in Python)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("object_hook", _untag)
+        super().__init__(**kwargs)
+
+
+class WalkForwardEvaluation(models.Model):
+    """One task's evaluation while its run is in flight: a grid point in sample (``point`` is
+    its index in the grid), or the window's chosen params out of sample (``point`` empty).
+
+    A row of its own per task, so a worker writes one small row and reads nothing big; the
+    unique constraints make a redelivered task's second write impossible. The gather step
+    reads them all and deletes them once the run's result is stored.
+    """
+
+    window = models.ForeignKey(
+        WalkForwardWindow, on_delete=models.CASCADE, related_name="evaluations"
+    )
+    segment = models.CharField(max_length=16, choices=EvaluationSegment.choices)
+    point = models.PositiveIntegerField(null=True, blank=True)
+    evaluation = models.JSONField(
+        decoder=TaggedFloatDecoder, help_text="Evaluation.as_dict(), non-finite floats tagged"
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["window", "segment", "point"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["window", "point"],
+                condition=Q(segment=EvaluationSegment.IN_SAMPLE),
+                name="wfevaluation_unique_point",
+            ),
+            models.UniqueConstraint(
+                fields=["window"],
+                condition=Q(segment=EvaluationSegment.OUT_OF_SAMPLE),
+                name="wfevaluation_unique_oos",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(segment=EvaluationSegment.IN_SAMPLE, point__isnull=False)
+                    | Q(segment=EvaluationSegment.OUT_OF_SAMPLE, point__isnull=True)
+                ),
+                name="wfevaluation_point_iff_in_sample",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"point {self.point}" if self.point is not None else "out of sample"
+        return f"{where} of {self.window}"

@@ -35,7 +35,13 @@ from backtests.engine.walkforward import (
 )
 from backtests.engine.walkforward_plan import grid_expand
 from backtests.engine.walkforward_report import generate_html, generate_json
-from backtests.models import RUN_TRANSITIONS, RunStatus, WalkForwardRun, WalkForwardWindow
+from backtests.models import (
+    RUN_TRANSITIONS,
+    RunStatus,
+    WalkForwardEvaluation,
+    WalkForwardRun,
+    WalkForwardWindow,
+)
 from backtests.services import market_data_load
 from quant.approvals import strategy_require_reviewed
 from quant.core.errors import ConflictError, ValidationError
@@ -268,6 +274,8 @@ def walk_forward_result_store(
                 {**point, **(who[n] if n < len(who) else {})}
                 for n, point in enumerate(data["grid_results"])
             ]
+        # the evaluations are in the windows' grid results and the reports now
+        WalkForwardEvaluation.objects.filter(window__run_id=run_id).delete()
         WalkForwardWindow.objects.bulk_update(
             list(rows.values()),
             [

@@ -10,7 +10,7 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -284,7 +284,10 @@ class OverfittingStats:
     def as_dict(self) -> dict[str, Any]:
         pbo = None
         if self.pbo is not None:
-            pbo = {k: v for k, v in asdict(self.pbo).items() if k != "logits"}
+            # not asdict: it would deep-copy every split's logit only to drop them
+            pbo = {
+                f.name: getattr(self.pbo, f.name) for f in fields(self.pbo) if f.name != "logits"
+            }
             pbo["logit_median"] = float(np.median(self.pbo.logits))
         return {
             "deflated_sharpe": self.deflated_sharpe.value if self.deflated_sharpe else None,

@@ -4,11 +4,14 @@ runs the same fan-out over real worker processes."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
@@ -21,7 +24,13 @@ from backtests.engine.walkforward import (
     WalkForwardEngine,
     run_job,
 )
-from backtests.models import RunStatus, WalkForwardRun, WalkForwardWindow
+from backtests.models import (
+    RunStatus,
+    WalkForwardEvaluation,
+    WalkForwardRun,
+    WalkForwardWindow,
+    tag_non_finite,
+)
 from backtests.services import market_data_load
 from quant.core.errors import ConflictError, ValidationError
 from quant.models import StrategyVersion
@@ -96,6 +105,7 @@ def test_a_run_fans_out_and_stores_the_engine_result(
     windows = list(run.windows.all())
     assert len(windows) == 7 and run.tasks_total == 7 * (4 + 1)
     assert run.tasks_done == run.tasks_total and run.progress == 1.0
+    assert not WalkForwardEvaluation.objects.exists()  # gathered into the windows and reports
     assert len(jobs) == 7 * 4 + sum(1 for w in windows if not w.flag)
     # the same numbers as the engine in one process on the same bars
     local = WalkForwardEngine().run(
@@ -205,7 +215,36 @@ def test_a_redelivered_evaluation_is_stored_and_counted_once(
     run.refresh_from_db()
     assert run.tasks_done == 1
     window = WalkForwardWindow.objects.get(run=run, index=1)
-    assert [e["point"] for e in window.grid_results] == [3]
+    assert [e.point for e in window.evaluations.all()] == [3]
+    # and the database refuses a second row outright
+    with pytest.raises(IntegrityError), transaction.atomic():
+        WalkForwardEvaluation.objects.create(
+            window=window, segment="in_sample", point=3, evaluation={}
+        )
+
+
+def test_non_finite_floats_round_trip_through_the_evaluation_rows(
+    stored_bars: dict[str, int], sma_version: StrategyVersion
+) -> None:
+    run = walkforward_services.walk_forward_run_create(
+        strategy_version=sma_version, wf_config=wf_config(), backtest_config=BacktestConfig()
+    )
+    window = WalkForwardWindow.objects.get(run=run, index=0)
+    value = {
+        "metrics": {"profit_factor": math.inf, "sharpe_ratio": -math.inf, "x": 0.1 + 0.2},
+        "returns": [0.5, math.nan, 1e-300, 2.0**-1074],
+        "nested": [{"a": math.inf}, [math.nan]],
+        "$float": "a real key of that name is kept",
+    }
+    WalkForwardEvaluation.objects.create(
+        window=window, segment="in_sample", point=0, evaluation=tag_non_finite(value)
+    )
+    back = WalkForwardEvaluation.objects.get(window=window).evaluation
+    # JSON text with sorted keys compares NaN to NaN and every float to the bit (jsonb keeps
+    # exact numbers but not key order)
+    assert json.dumps(back, sort_keys=True) == json.dumps(value, sort_keys=True)
+    listed = WalkForwardEvaluation.objects.values_list("evaluation", flat=True).get()
+    assert json.dumps(listed, sort_keys=True) == json.dumps(value, sort_keys=True)
 
 
 def test_windows_with_too_few_trades_are_flagged(start: Callable[..., WalkForwardRun]) -> None:
