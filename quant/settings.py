@@ -188,6 +188,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery closes every database connection after every task unless this is set; connections
+# follow Django's CONN_MAX_AGE instead (``quant.celery.recycle_database_connections``).
+CELERY_DB_REUSE_MAX = 1000
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
