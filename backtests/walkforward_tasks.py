@@ -7,9 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import Task, shared_task
+from celery.signals import worker_ready
 
 from backtests import walkforward_celery as fanout
+
+log = structlog.get_logger(__name__)
+
+
+@worker_ready.connect
+def warm_up_worker(**_: Any) -> None:
+    """Load the report and statistics code before the first task (see ``fanout.warm_up``)."""
+    try:
+        fanout.warm_up()
+    except Exception:  # a slower first gather, never a worker that does not start
+        log.exception("walkforward.warm_up_failed")
 
 
 @shared_task(name="backtests.wf_start", acks_late=True, ignore_result=True)

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io
 import plotly.offline
 
 from backtests.engine.results import BacktestResult, EquityCurve, money
@@ -46,6 +47,14 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 GREEN = "#16a34a"
 RED = "#dc2626"
 BLUE = "#2563eb"
+
+
+@functools.cache
+def _white_template() -> Any:
+    """plotly's "plotly_white" template, looked up once (by name plotly builds it anew for each
+    figure, the larger part of a small figure's cost)."""
+    return plotly.io.templates["plotly_white"]
+
 
 # label, kind ("money", "pct", "ratio", "int") of each PerformanceMetrics field, in table order
 METRIC_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -480,7 +489,7 @@ class ReportGenerator:
     @staticmethod
     def _layout(figure: go.Figure, title: str, *, height: int = 380, y_title: str = "") -> None:
         figure.update_layout(
-            template="plotly_white",
+            template=_white_template(),
             title={"text": html.escape(title), "x": 0.01, "xanchor": "left"},
             height=height,
             margin={"l": 70, "r": 24, "t": 56, "b": 44},
