@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders clean services
+.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders bench-walk-forward clean services
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-backtest: install
 ## bench-orders: order path latency against Postgres: the risk check alone, and signal → Alpaca acknowledgement (10,000 orders each)
 bench-orders: install
 	$(PY) benchmarks/order_path.py
+
+## bench-walk-forward: 20 rolling windows x 24 grid points on 10 years of daily bars, 1 then 2 Celery workers over Redis
+bench-walk-forward: install
+	$(PY) benchmarks/walk_forward.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
