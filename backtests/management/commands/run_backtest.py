@@ -9,36 +9,26 @@ from __future__ import annotations
 
 import json
 from argparse import ArgumentParser
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from backtests import services
-from backtests.engine import BacktestConfig, BacktestResult, EngineMode, FillAt, MarketData
+from backtests.engine import BacktestConfig, BacktestResult, EngineMode, FillAt
 from backtests.engine.report import ReportGenerator
+from backtests.management import cli
 from backtests.models import RunStatus
-from marketdata.domain import Timeframe
 from quant.core.errors import ApplicationError
-from quant.strategies.config import StrategyConfig, config_load
+from quant.strategies.config import StrategyConfig
 
 
 class Command(BaseCommand):
     help = "Run a backtest of a strategy config and print its metrics."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--config", required=True, help="strategy YAML file")
-        parser.add_argument(
-            "--symbol", action="append", help="run on this symbol instead (repeatable)"
-        )
-        parser.add_argument("--csv", help="bars from this CSV/Parquet file (no database)")
-        parser.add_argument("--start", help="first day, YYYY-MM-DD (inclusive)")
-        parser.add_argument("--end", help="last day, YYYY-MM-DD (inclusive)")
-        parser.add_argument("--initial-capital", default="100000")
-        parser.add_argument("--commission", default="1.00", help="per fill, in dollars")
-        parser.add_argument("--slippage-bps", default="10")
+        cli.add_strategy_arguments(parser)
+        cli.add_period_and_cost_arguments(parser)
         parser.add_argument(
             "--fill-at", choices=[f.value for f in FillAt], default=FillAt.CLOSE.value
         )
@@ -52,14 +42,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--volume-impact-bps", default="0", help="extra slippage at 100%% of a bar's volume"
         )
-        parser.add_argument("--json", dest="json_out", help="write the JSON report here")
-        parser.add_argument("--html", dest="html_out", help="write the HTML report here")
-        parser.add_argument("--save", action="store_true", help="store the run in the database")
-        parser.add_argument(
-            "--async",
-            dest="queue",
-            action="store_true",
-            help="with --save: queue the run for the Celery worker and return at once",
+        cli.add_output_arguments(
+            parser,
+            save_help="store the run in the database",
+            async_help="with --save: queue the run for the Celery worker and return at once",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,33 +55,23 @@ class Command(BaseCommand):
             raise CommandError(error.message) from None
 
     def _handle(self, options: dict[str, Any]) -> None:
-        if options["csv"] and options["save"]:
-            raise CommandError("--save stores a run of database bars; it cannot use --csv")
-        if options["queue"] and not options["save"]:
-            raise CommandError("--async queues a stored run: add --save")
-        if options["queue"] and (options["json_out"] or options["html_out"]):
-            raise CommandError(
-                "--async returns before the run ends: read its reports from the admin"
-            )
-        file_config = config_load(options["config"])
-        symbols = tuple(s.strip().upper() for s in options["symbol"] or ()) or None
-        strategy_config = (
-            file_config.model_copy(update={"symbols": symbols}) if symbols else file_config
-        )
-        start, end = _day(options["start"], "--start"), _day(options["end"], "--end", last=True)
+        cli.check_output_options(options)
+        file_config, symbols, strategy_config = cli.strategy_configs(options)
+        period = cli.period_and_costs(options)
+        start, end = period["start_date"], period["end_date"]
         config = BacktestConfig(
-            initial_capital=_decimal(options["initial_capital"], "--initial-capital"),
-            commission_per_trade=_decimal(options["commission"], "--commission"),
-            slippage_bps=_decimal(options["slippage_bps"], "--slippage-bps"),
-            start_date=start,
-            end_date=end,
+            **period,
             fill_at=FillAt(options["fill_at"]),
             max_volume_participation=(
-                _decimal(options["max_volume_participation"], "--max-volume-participation")
+                cli.decimal_option(
+                    options["max_volume_participation"], "--max-volume-participation"
+                )
                 if options["max_volume_participation"]
                 else None
             ),
-            volume_impact_bps=_decimal(options["volume_impact_bps"], "--volume-impact-bps"),
+            volume_impact_bps=cli.decimal_option(
+                options["volume_impact_bps"], "--volume-impact-bps"
+            ),
             timeframe=strategy_config.timeframe,
         )
         mode = EngineMode(options["mode"])
@@ -106,7 +82,7 @@ class Command(BaseCommand):
             result = self._saved_run(file_config, symbols, config, mode, options["config"])
         else:
             data = (
-                _csv_data(options["csv"], strategy_config, start, end)
+                cli.csv_market_data(options["csv"], strategy_config, start, end)
                 if options["csv"]
                 else services.market_data_load(
                     symbols=strategy_config.symbols,
@@ -212,51 +188,3 @@ def summary_table(result: BacktestResult) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows) + "\n"
-
-
-def _decimal(value: str, flag: str) -> Decimal:
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise CommandError(f"{flag}: {value!r} is not a number") from None
-    if not number.is_finite():
-        raise CommandError(f"{flag}: {value!r} is not a finite number")
-    return number
-
-
-def _day(value: str | None, flag: str, *, last: bool = False) -> datetime | None:
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{flag}: {value!r} is not a date (YYYY-MM-DD)") from None
-    moment = datetime.combine(day, time(), tzinfo=UTC)
-    return moment + timedelta(days=1, microseconds=-1) if last else moment
-
-
-def _csv_data(
-    path: str, config: StrategyConfig, start: datetime | None, end: datetime | None
-) -> MarketData:
-    import pandas as pd
-
-    from marketdata.providers.files import read_bar_file
-
-    if len(config.symbols) != 1:
-        raise CommandError(
-            f"--csv holds one symbol's bars, but the config names {len(config.symbols)} "
-            f"({', '.join(config.symbols)}): pick one with --symbol"
-        )
-    symbol = config.symbols[0]
-    bars = read_bar_file(path, symbol=symbol, timeframe=Timeframe.parse(config.timeframe))
-    frame = pd.DataFrame(
-        {
-            "open": [float(b.open) for b in bars],
-            "high": [float(b.high) for b in bars],
-            "low": [float(b.low) for b in bars],
-            "close": [float(b.close) for b in bars],
-            "volume": [float(b.volume) for b in bars],
-        },
-        index=pd.DatetimeIndex([b.ts for b in bars], name="ts"),
-    )
-    return MarketData.from_frames({symbol: frame}, symbols=(symbol,), start=start, end=end)

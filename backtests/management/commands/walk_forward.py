@@ -22,11 +22,11 @@ from backtests.engine import BacktestConfig
 from backtests.engine.walkforward import LocalExecutor, WalkForwardConfig, WalkForwardEngine
 from backtests.engine.walkforward_plan import Objective, WindowType
 from backtests.engine.walkforward_report import generate_html, generate_json
-from backtests.management.commands.run_backtest import _csv_data, _day, _decimal
+from backtests.management import cli
 from backtests.models import RunStatus, WalkForwardRun
 from backtests.services import market_data_load
 from quant.core.errors import ApplicationError
-from quant.strategies.config import StrategyConfig, config_load
+from quant.strategies.config import StrategyConfig
 
 PROGRESS_EVERY_S = 2.0
 
@@ -35,9 +35,7 @@ class Command(BaseCommand):
     help = "Walk-forward optimization of a strategy config: windows, grid, overfitting verdict."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--config", required=True, help="strategy YAML file")
-        parser.add_argument("--csv", help="bars from this CSV/Parquet file (no database)")
-        parser.add_argument("--symbol", action="append", help="run on this symbol (repeatable)")
+        cli.add_strategy_arguments(parser)
         parser.add_argument("--in-sample-days", type=int, required=True, help="bars")
         parser.add_argument("--out-of-sample-days", type=int, required=True, help="bars")
         parser.add_argument("--step-days", type=int, required=True, help="bars between windows")
@@ -55,21 +53,11 @@ class Command(BaseCommand):
             "--objective", choices=[o.value for o in Objective], default=Objective.SHARPE.value
         )
         parser.add_argument("--min-trades", type=int, default=1, help="per window, in sample")
-        parser.add_argument("--start", help="first day, YYYY-MM-DD (inclusive)")
-        parser.add_argument("--end", help="last day, YYYY-MM-DD (inclusive)")
-        parser.add_argument("--initial-capital", default="100000")
-        parser.add_argument("--commission", default="1.00", help="per fill, in dollars")
-        parser.add_argument("--slippage-bps", default="10")
-        parser.add_argument("--json", dest="json_out", help="write the JSON report here")
-        parser.add_argument("--html", dest="html_out", help="write the HTML report here")
-        parser.add_argument(
-            "--save", action="store_true", help="store the run and run it on the Celery workers"
-        )
-        parser.add_argument(
-            "--async",
-            dest="queue",
-            action="store_true",
-            help="with --save: queue the run and return at once",
+        cli.add_period_and_cost_arguments(parser)
+        cli.add_output_arguments(
+            parser,
+            save_help="store the run and run it on the Celery workers",
+            async_help="with --save: queue the run and return at once",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,19 +67,8 @@ class Command(BaseCommand):
             raise CommandError(error.message) from None
 
     def _handle(self, options: dict[str, Any]) -> None:
-        if options["csv"] and options["save"]:
-            raise CommandError("--save stores a run of database bars; it cannot use --csv")
-        if options["queue"] and not options["save"]:
-            raise CommandError("--async queues a stored run: add --save")
-        if options["queue"] and (options["json_out"] or options["html_out"]):
-            raise CommandError(
-                "--async returns before the run ends: read its reports from the admin"
-            )
-        file_config = config_load(options["config"])
-        symbols = tuple(s.strip().upper() for s in options["symbol"] or ()) or None
-        strategy_config = (
-            file_config.model_copy(update={"symbols": symbols}) if symbols else file_config
-        )
+        cli.check_output_options(options)
+        file_config, symbols, strategy_config = cli.strategy_configs(options)
         wf_config = WalkForwardConfig(
             in_sample_days=options["in_sample_days"],
             out_of_sample_days=options["out_of_sample_days"],
@@ -101,15 +78,9 @@ class Command(BaseCommand):
             objective=Objective(options["objective"]),
             min_trades_required=options["min_trades"],
         )
-        start, end = _day(options["start"], "--start"), _day(options["end"], "--end", last=True)
-        config = BacktestConfig(
-            initial_capital=_decimal(options["initial_capital"], "--initial-capital"),
-            commission_per_trade=_decimal(options["commission"], "--commission"),
-            slippage_bps=_decimal(options["slippage_bps"], "--slippage-bps"),
-            start_date=start,
-            end_date=end,
-            timeframe=strategy_config.timeframe,
-        )
+        period = cli.period_and_costs(options)
+        start, end = period["start_date"], period["end_date"]
+        config = BacktestConfig(**period, timeframe=strategy_config.timeframe)
         if options["save"]:
             run = self._saved_run(file_config, symbols, wf_config, config, options)
             if run is None:
@@ -118,7 +89,7 @@ class Command(BaseCommand):
             html = run.report_html.read().decode() if options["html_out"] else ""
         else:
             data = (
-                _csv_data(options["csv"], strategy_config, start, end)
+                cli.csv_market_data(options["csv"], strategy_config, start, end)
                 if options["csv"]
                 else market_data_load(
                     symbols=strategy_config.symbols,

@@ -12,7 +12,6 @@ worker and returns at once.
 from __future__ import annotations
 
 from argparse import ArgumentParser
-from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ from django.db import transaction
 from quant.core.errors import ApplicationError
 from quant.feature_store import feature_set_ensure, feature_set_version_get
 from quant.features.definitions import feature_set_load
+from quant.management.options import day_option
 from quant.ml import training
 from quant.ml.base import MODEL_KINDS
-from quant.models import FeatureSetVersion, ModelArtifact, ModelStatus
+from quant.models import FeatureSetVersion, ModelStatus
 
 
 class Command(BaseCommand):
@@ -69,8 +69,8 @@ class Command(BaseCommand):
             "kind": options["kind"],
             "symbols": [s for s in options["symbols"].split(",") if s.strip()],
             "timeframe": options["timeframe"],
-            "start": _day(options["start"], "--start"),
-            "end": _day(options["end"], "--end", last=True),
+            "start": day_option(options["start"], "--start", required=True),
+            "end": day_option(options["end"], "--end", last=True, required=True),
             "label": label,
             "params": params,
             "n_splits": options["splits"],
@@ -87,45 +87,7 @@ class Command(BaseCommand):
         artifact = training.model_train(feature_set_version=version, **request)
         if artifact.status != ModelStatus.READY:
             raise CommandError(f"model {artifact.name} #{artifact.pk} failed: {artifact.error}")
-        self.stdout.write(validation_table(artifact))
-
-
-def validation_table(artifact: ModelArtifact) -> str:
-    """Per-fold metrics, their mean and std, the top features and where the file went."""
-    validation = artifact.validation
-    names = training.METRICS
-    header = ["fold", "train", "test", "test period", *names]
-    rows = [header]
-    for fold in validation["folds"]:
-        period = f"{fold['test_start'][:10]}..{fold['test_end'][:10]}"
-        rows.append(
-            [
-                str(fold["fold"]),
-                str(fold["train_samples"]),
-                str(fold["test_samples"]),
-                period,
-                *(_num(fold["metrics"][n]) for n in names),
-            ]
-        )
-    for stat in ("mean", "std"):
-        rows.append([stat, "", "", "", *(_num(validation["metrics"][n][stat]) for n in names)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    top = sorted(artifact.importance.items(), key=lambda kv: -kv[1])[:5]
-    lines += [
-        "",
-        f"model {artifact.name} #{artifact.pk} ({artifact.kind}) ready: "
-        f"{validation['samples']} samples, purged {validation['n_splits']}-fold, "
-        f"embargo {validation['embargo_bars']} bars",
-        "top features (mean |contribution|, log-odds): "
-        + ", ".join(f"{name} {value:.4f}" for name, value in top),
-        f"file {artifact.file}  sha256 {artifact.file_hash}",
-    ]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+        self.stdout.write(training.validation_table(artifact))
 
 
 def _feature_set_version(value: str) -> FeatureSetVersion:
@@ -134,12 +96,3 @@ def _feature_set_version(value: str) -> FeatureSetVersion:
         return feature_set_ensure(definition=feature_set_load(path))
     name, _, version = value.partition("@")
     return feature_set_version_get(name=name, version=version or None)
-
-
-def _day(value: str, flag: str, *, last: bool = False) -> datetime:
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{flag}: {value!r} is not a date (YYYY-MM-DD)") from None
-    moment = datetime.combine(day, time(), tzinfo=UTC)
-    return moment + timedelta(days=1, microseconds=-1) if last else moment
