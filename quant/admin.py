@@ -28,6 +28,7 @@ from quant.admin_base import ReadOnlyAdmin, ReadOnlyInline
 from quant.approvals import approval_decide, approval_request, strategy_demote
 from quant.core.errors import ApplicationError, ValidationError
 from quant.feature_store import feature_cache_entries_delete, version_definition
+from quant.ml.training import validation_table
 from quant.models import (
     ApprovalKind,
     ApprovalRequest,
@@ -35,6 +36,8 @@ from quant.models import (
     FeatureSet,
     FeatureSetVersion,
     ModeChange,
+    ModelArtifact,
+    ModelStatus,
     Strategy,
     StrategyMode,
     StrategyVersion,
@@ -504,3 +507,78 @@ class FeatureCacheEntryAdmin(ReadOnlyAdmin):
     ) -> None:
         deleted = feature_cache_entries_delete(entries=queryset)
         self.message_user(request, f"{deleted} cache entr{'y' if deleted == 1 else 'ies'} deleted")
+
+
+@admin.register(ModelArtifact)
+class ModelArtifactAdmin(ReadOnlyAdmin):
+    """Trained models: what each learned from, how it validated (purged K-fold), its file.
+
+    Models are trained by ``manage.py train_model`` or the ``quant.train_model`` task; an
+    ``ml_signal`` strategy names the file (and may pin its hash)."""
+
+    list_display = (
+        "name",
+        "kind",
+        "status",
+        "feature_set_version",
+        "symbols_list",
+        "timeframe",
+        "train_start",
+        "train_end",
+        "mean_roc_auc",
+        "short_hash",
+        "created_at",
+    )
+    list_filter = ("status", "kind", "timeframe", "feature_set_version__feature_set")
+    list_select_related = ("feature_set_version__feature_set",)
+    search_fields = ("name", "file_hash", "file")
+    fields = (
+        "name",
+        "kind",
+        "status",
+        "error",
+        "feature_set_version",
+        "symbols",
+        "timeframe",
+        "train_start",
+        "train_end",
+        "label",
+        "params",
+        "validation_report",
+        "importance_table",
+        "file",
+        "file_hash",
+        "task_id",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Symbols")
+    def symbols_list(self, artifact: ModelArtifact) -> str:
+        return ", ".join(artifact.symbols)
+
+    @admin.display(description="ROC AUC (mean)")
+    def mean_roc_auc(self, artifact: ModelArtifact) -> str:
+        value = (artifact.validation.get("metrics") or {}).get("roc_auc", {}).get("mean")
+        return "-" if value is None else f"{value:.4f}"
+
+    @admin.display(description="sha256")
+    def short_hash(self, artifact: ModelArtifact) -> str:
+        return artifact.file_hash[:12] or "-"
+
+    @admin.display(description="Validation")
+    def validation_report(self, artifact: ModelArtifact) -> SafeString | str:
+        if artifact.status != ModelStatus.READY:
+            return "-"
+        return format_html("<pre>{}</pre>", validation_table(artifact))
+
+    @admin.display(description="Global importance (mean |contribution|, log-odds)")
+    def importance_table(self, artifact: ModelArtifact) -> SafeString | str:
+        ranked = sorted(artifact.importance.items(), key=lambda kv: -kv[1])
+        if not ranked:
+            return "-"
+        width = max(len(name) for name, _ in ranked)
+        lines = "\n".join(f"{name.ljust(width)}  {value:.4f}" for name, value in ranked)
+        return format_html("<pre>{}</pre>", lines)

@@ -380,3 +380,41 @@ def _finish(artifact: ModelArtifact, status: str, **fields: Any) -> bool:
     )
     artifact.refresh_from_db()
     return changed == 1
+
+
+def validation_table(artifact: ModelArtifact) -> str:
+    """Per-fold metrics, their mean and std, the top features and where the file went."""
+    validation = artifact.validation
+    names = METRICS
+    header = ["fold", "train", "test", "test period", *names]
+    rows = [header]
+    for fold in validation["folds"]:
+        period = f"{fold['test_start'][:10]}..{fold['test_end'][:10]}"
+        rows.append(
+            [
+                str(fold["fold"]),
+                str(fold["train_samples"]),
+                str(fold["test_samples"]),
+                period,
+                *(_num(fold["metrics"][n]) for n in names),
+            ]
+        )
+    for stat in ("mean", "std"):
+        rows.append([stat, "", "", "", *(_num(validation["metrics"][n][stat]) for n in names)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    top = sorted(artifact.importance.items(), key=lambda kv: -kv[1])[:5]
+    lines += [
+        "",
+        f"model {artifact.name} #{artifact.pk} ({artifact.kind}) ready: "
+        f"{validation['samples']} samples, purged {validation['n_splits']}-fold, "
+        f"embargo {validation['embargo_bars']} bars",
+        "top features (mean |contribution|, log-odds): "
+        + ", ".join(f"{name} {value:.4f}" for name, value in top),
+        f"file {artifact.file}  sha256 {artifact.file_hash}",
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

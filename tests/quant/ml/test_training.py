@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
 from pytest_django.fixtures import DjangoCaptureOnCommitCallbacks as OnCommit
 from pytest_django.fixtures import Settings as SettingsWrapper
 
@@ -291,6 +293,7 @@ def test_the_command_reads_a_feature_set_file(db: None, tmp_path: Path) -> None:
         ("--param=num_boost_rounds=3", "did you mean 'num_boost_round'"),
         ("--param=num_leaves=many", "num_leaves: Input should be a valid integer"),
         ("--start=2022-13-01", "--start: '2022-13-01' is not a date"),
+        ("--start=", "--start: a date is required"),
         ("--feature-set=nope", "no feature set named 'nope'"),
     ],
 )
@@ -345,3 +348,28 @@ def test_a_broker_that_is_down_fails_the_queued_artifact(
     artifact = ModelArtifact.objects.get()
     assert artifact.status == ModelStatus.FAILED
     assert artifact.error == "could not queue the training: broker unreachable"
+
+
+def test_the_admin_lists_models_and_shows_their_validation(
+    version: FeatureSetVersion, admin_client: Client
+) -> None:
+    ready = train(version)
+    failed = train(
+        version,
+        name="failing",
+        label=LabelDefinition(kind="forward_return", horizon=5, threshold=5.0),
+    )
+
+    listing = admin_client.get(reverse("admin:quant_modelartifact_changelist")).content.decode()
+    assert "test_model" in listing and "failing" in listing
+    auc = ready.validation["metrics"]["roc_auc"]["mean"]
+    assert f"{auc:.4f}" in listing and ready.file_hash[:12] in listing
+    page = admin_client.get(reverse("admin:quant_modelartifact_change", args=[ready.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "test period" in html and ready.file_hash in html
+    top = max(ready.importance, key=lambda name: ready.importance[name])
+    assert top in html
+    failed_page = admin_client.get(reverse("admin:quant_modelartifact_change", args=[failed.pk]))
+    assert "only one class" in failed_page.content.decode()
+    # models are trained by the command or the task, never typed in
+    assert admin_client.get(reverse("admin:quant_modelartifact_add")).status_code == 403
