@@ -378,3 +378,14 @@ def test_the_admin_cancels_a_queued_run(
     assert response.status_code == 200
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
+
+
+def test_workers_warm_up_the_report_code_when_they_start(db: None) -> None:
+    from celery.signals import worker_ready
+
+    from backtests.walkforward_tasks import warm_up_worker
+
+    assert warm_up_worker in [ref() for _, ref in worker_ready.receivers]
+    before = WalkForwardRun.objects.count(), WalkForwardEvaluation.objects.count()
+    walkforward_celery.warm_up()  # raises on any error (the signal handler only logs it)
+    assert (WalkForwardRun.objects.count(), WalkForwardEvaluation.objects.count()) == before
