@@ -8,12 +8,17 @@ the check stays in the low milliseconds.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, time
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Max, Sum
+from django.db import connection
+from django.db.models import Field, Max
 
-from marketdata.models import Bar
+from marketdata.domain import Timeframe
+from marketdata.models import Bar, Instrument
 from quant.core.clock import Clock
 from quant.models import Strategy
 from risk.limits import HUNDRED
@@ -29,34 +34,78 @@ from trading.models import AccountSnapshot, Order, OrderSource, Position, SafeMo
 from trading.services.orders import RiskVerdict
 
 ADV_SESSIONS = 20
+TIMEFRAMES = sorted(t.value for t in Timeframe)  # by name: the tie-break of last_prices
 ZERO = Decimal("0")
 FLATTENING = (OrderSource.KILL_SWITCH, OrderSource.OPERATOR)
 
 
-def last_prices(symbols: list[str]) -> dict[str, Decimal]:
-    """The newest close per symbol over every timeframe (one query)."""
-    if not symbols:
+def last_prices(symbols: Iterable[str]) -> dict[str, Decimal]:
+    """The newest close per symbol over every timeframe (ties: the first timeframe by name).
+
+    One statement: per instrument, the newest bar of each timeframe, each an index lookup on
+    (instrument, timeframe, ts) however many bars are stored. Written as SQL once per symbol
+    count (the ORM spent longer composing it than the database spent running it), the values
+    read back through the model fields as the ORM would.
+    """
+    wanted = sorted(set(symbols))
+    if not wanted:
         return {}
-    newest = (
-        Bar.objects.filter(instrument__symbol__in=symbols)
-        .values("instrument__symbol")
-        .annotate(ts=Max("ts"))
-    )
+    params: list[Any] = [tf for tf in TIMEFRAMES for _ in range(2)] + wanted
+    with connection.cursor() as cursor:
+        cursor.execute(_last_prices_sql(connection.vendor, len(wanted)), params)
+        rows = cursor.fetchall()
+    ts_field, close_field = _bar_field("ts"), _bar_field("close")
     prices: dict[str, Decimal] = {}
-    for row in newest:
-        bar = (
-            Bar.objects.filter(instrument__symbol=row["instrument__symbol"], ts=row["ts"])
-            .order_by("timeframe")
-            .values_list("close", flat=True)
-            .first()
-        )
-        if bar is not None:
-            prices[row["instrument__symbol"]] = bar
+    for symbol, *values in rows:
+        candidates = [
+            (ts_field.to_python(values[2 * n]), timeframe, values[2 * n + 1])
+            for n, timeframe in enumerate(TIMEFRAMES)
+            if values[2 * n] is not None
+        ]
+        if candidates:
+            newest = max(ts for ts, _, _ in candidates)
+            _, close = min((tf, c) for ts, tf, c in candidates if ts == newest)
+            prices[symbol] = _decimal(close, close_field)
     return prices
 
 
-def market_view(symbol: str, now: datetime) -> MarketView:
-    last = last_prices([symbol]).get(symbol)
+def _decimal(value: Any, field: Field[Any, Any]) -> Decimal:
+    """A price as the ORM reads it: PostgreSQL gives a Decimal; SQLite a float, rounded to the
+    column's places as Django's own converter does."""
+    if isinstance(value, Decimal):
+        return value
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    places = getattr(field, "decimal_places", None)
+    return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
+
+
+def _bar_field(name: str) -> Field[Any, Any]:
+    field = Bar._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+@functools.cache
+def _last_prices_sql(vendor: str, symbols: int) -> str:
+    quote = connection.ops.quote_name
+    bar, instrument = quote(Bar._meta.db_table), quote(Instrument._meta.db_table)
+    column = {name: quote(_bar_field(name).column or name) for name in ("instrument", "ts")}
+    close, timeframe = quote(_bar_field("close").column or "close"), quote("timeframe")
+    newest = (
+        f"FROM {bar} b WHERE b.{column['instrument']} = i.id AND b.{timeframe} = %s "
+        f"ORDER BY b.{column['ts']} DESC LIMIT 1"
+    )
+    picks = ", ".join(
+        f"(SELECT b.{column['ts']} {newest}), (SELECT b.{close} {newest})" for _ in TIMEFRAMES
+    )
+    placeholders = ", ".join(["%s"] * symbols)
+    return f"SELECT i.symbol, {picks} FROM {instrument} i WHERE i.symbol IN ({placeholders})"
+
+
+def market_view(
+    symbol: str, now: datetime, *, prices: Mapping[str, Decimal] | None = None
+) -> MarketView:
+    last = (last_prices([symbol]) if prices is None else prices).get(symbol)
     daily = list(
         Bar.objects.filter(instrument__symbol=symbol, timeframe="1Day", ts__lte=now)
         .order_by("-ts")
@@ -71,7 +120,16 @@ def market_view(symbol: str, now: datetime) -> MarketView:
     )
 
 
-def portfolio_view(mode: str, symbol: str, now: datetime) -> PortfolioView | None:
+def portfolio_view(
+    mode: str,
+    symbol: str,
+    now: datetime,
+    *,
+    positions: Sequence[Position] | None = None,
+    prices: Mapping[str, Decimal] | None = None,
+) -> PortfolioView | None:
+    """The account as the portfolio limits see it. ``positions`` (every position of ``mode``)
+    and ``prices`` (covering them) are loaded when not given."""
     latest = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
     if latest is None:
         return None
@@ -83,12 +141,14 @@ def portfolio_view(mode: str, symbol: str, now: datetime) -> PortfolioView | Non
         .first()
     )
     peak = AccountSnapshot.objects.filter(mode=mode).aggregate(peak=Max("equity"))["peak"]
-    held = {
-        row["symbol"]: row["qty"]
-        for row in Position.objects.filter(mode=mode).values("symbol").annotate(qty=Sum("quantity"))
-        if row["qty"]
-    }
-    prices = last_prices(list(held))
+    if positions is None:
+        positions = list(Position.objects.filter(mode=mode))
+    summed: dict[str, Decimal] = {}
+    for p in positions:
+        summed[p.symbol] = summed.get(p.symbol, ZERO) + p.quantity
+    held = {s: q for s, q in summed.items() if q}
+    if prices is None:
+        prices = last_prices(held)
     deployed = sum((abs(q) * prices.get(s, ZERO) for s, q in held.items()), ZERO)
     return PortfolioView(
         equity=latest.equity,
@@ -101,12 +161,28 @@ def portfolio_view(mode: str, symbol: str, now: datetime) -> PortfolioView | Non
     )
 
 
+_UNSET: Any = object()
+
+
 def strategy_view(
-    strategy: Strategy, mode: str, equity: Decimal, allocation_pct: Decimal, now: datetime
+    strategy: Strategy,
+    mode: str,
+    equity: Decimal,
+    allocation_pct: Decimal,
+    now: datetime,
+    *,
+    positions: Sequence[Position] | None = None,
+    prices: Mapping[str, Decimal] | None = None,
+    runtime: StrategyRuntime | None = _UNSET,
 ) -> StrategyView:
+    """The strategy's book as its limits see it. ``positions`` (of ``mode``; other strategies'
+    are skipped), ``prices`` and ``runtime`` are loaded when not given."""
     allocation = equity * allocation_pct / HUNDRED
-    positions = list(Position.objects.filter(strategy=strategy, mode=mode))
-    prices = last_prices([p.symbol for p in positions if p.quantity])
+    if positions is None:
+        positions = list(Position.objects.filter(strategy=strategy, mode=mode))
+    positions = [p for p in positions if p.strategy_id == strategy.pk]
+    if prices is None:
+        prices = last_prices(p.symbol for p in positions if p.quantity)
     unrealized = deployed = ZERO
     for p in positions:
         if p.quantity and p.symbol in prices:
@@ -114,7 +190,8 @@ def strategy_view(
             deployed += abs(p.quantity) * prices[p.symbol]
     pnl = sum((p.realized_pnl for p in positions), ZERO) + unrealized
     strategy_equity = allocation + pnl
-    runtime = StrategyRuntime.objects.filter(strategy=strategy, mode=mode).first()
+    if runtime is _UNSET:
+        runtime = StrategyRuntime.objects.filter(strategy=strategy, mode=mode).first()
     peak = strategy_equity
     session_pnl = ZERO
     if runtime is not None:
@@ -150,6 +227,7 @@ def order_risk_check(order: Order, clock: Clock) -> RiskVerdict:
         switch = KillSwitchView()  # the kill switch's own flattening must get through
     if switch.global_active or switch.strategy_active:
         return _verdict_from_rules(order, switch=switch, now=now)
+    runtime: StrategyRuntime | None = _UNSET
     if order.opening:
         safe = SafeMode.objects.filter(mode=order.mode, active=True).first()
         if safe is not None:
@@ -165,15 +243,25 @@ def order_risk_check(order: Order, clock: Clock) -> RiskVerdict:
             return RiskVerdict(
                 False, f"Strategy paused: {runtime.paused_reason}", "strategy_paused"
             )
-    return _verdict_from_rules(order, switch=switch, now=now)
+    return _verdict_from_rules(order, switch=switch, now=now, runtime=runtime)
 
 
-def _verdict_from_rules(order: Order, *, switch: KillSwitchView, now: datetime) -> RiskVerdict:
+def _verdict_from_rules(
+    order: Order,
+    *,
+    switch: KillSwitchView,
+    now: datetime,
+    runtime: StrategyRuntime | None = _UNSET,
+) -> RiskVerdict:
+    """Load the rules' inputs (every position of the mode and their prices once) and ask
+    ``check_order``. ``runtime`` is the strategy's, when the caller has read it already."""
     from risk.limits import effective_limits
     from risk.selectors import limits_current, strategy_limits_for
 
     strategy = Strategy.objects.select_related("current_version").get(pk=order.strategy_id)
-    market = market_view(order.symbol, now)
+    positions = list(Position.objects.filter(mode=order.mode))
+    prices = last_prices([order.symbol, *(p.symbol for p in positions if p.quantity)])
+    market = market_view(order.symbol, now, prices=prices)
     reference = order.limit_price or market.last_price
     if reference is None or reference <= 0:
         if not order.opening and not (switch.global_active or switch.strategy_active):
@@ -182,7 +270,7 @@ def _verdict_from_rules(order: Order, *, switch: KillSwitchView, now: datetime) 
             return RiskVerdict(
                 False, f"No last price for {order.symbol}: cannot check the order", "market_data"
             )
-    portfolio = portfolio_view(order.mode, order.symbol, now)
+    portfolio = portfolio_view(order.mode, order.symbol, now, positions=positions, prices=prices)
     if portfolio is None:
         return RiskVerdict(
             False,
@@ -208,7 +296,14 @@ def _verdict_from_rules(order: Order, *, switch: KillSwitchView, now: datetime) 
         ),
         portfolio=portfolio,
         strategy=strategy_view(
-            strategy, order.mode, portfolio.equity, strategy_limits.max_allocation_pct, now
+            strategy,
+            order.mode,
+            portfolio.equity,
+            strategy_limits.max_allocation_pct,
+            now,
+            positions=positions,
+            prices=prices,
+            runtime=runtime,
         ),
         market=market,
         limits=limits,

@@ -100,24 +100,38 @@ def kill_switch_blocking(*, strategy_id: int | None, lock: bool = False) -> Kill
             raise RuntimeError(
                 "kill_switch_blocking(lock=True) must run inside transaction.atomic()"
             )
-        killswitch_global()
         if connection.vendor == "postgresql":
-            _share_lock(strategy_id)
+            active = _share_locked_active(strategy_id)
+            if active is None:  # the global row went missing: recreate it, lock again
+                killswitch_global()
+                active = _share_locked_active(strategy_id)
+            if not active:
+                return None
+            states = list(KillSwitchState.objects.filter(pk__in=active).select_related("strategy"))
+            states.sort(key=lambda s: s.scope != GLOBAL)
+            return states[0] if states else None
+        killswitch_global()
     scope = Q(scope=GLOBAL) if strategy_id is None else Q(scope=GLOBAL) | Q(strategy_id=strategy_id)
     states = list(KillSwitchState.objects.filter(scope, active=True).select_related("strategy"))
     states.sort(key=lambda s: s.scope != GLOBAL)
     return states[0] if states else None
 
 
-def _share_lock(strategy_id: int | None) -> None:
-    """FOR SHARE on the global row, then on the strategy's: the order every writer locks in."""
+def _share_locked_active(strategy_id: int | None) -> list[int] | None:
+    """FOR SHARE on the global row, then on the strategy's (the order every writer locks in:
+    rows are locked as the sorted result is read), in one statement; the ids of the active
+    ones, or None when there is no global row."""
     table = connection.ops.quote_name(KillSwitchState._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {table} WHERE scope = %s FOR SHARE", [GLOBAL])
-        if strategy_id is not None:
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE strategy_id = %s FOR SHARE", [strategy_id]
-            )
+        cursor.execute(
+            f"SELECT id, scope, active FROM {table} WHERE scope = %s OR strategy_id = %s "
+            "ORDER BY (scope <> %s), id FOR SHARE",
+            [GLOBAL, strategy_id, GLOBAL],
+        )
+        rows = cursor.fetchall()
+    if not any(scope == GLOBAL for _, scope, _ in rows):
+        return None
+    return [pk for pk, _, active in rows if active]
 
 
 def admin_code_is_set() -> bool:
