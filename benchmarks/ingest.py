@@ -60,28 +60,6 @@ def checkpoint() -> None:
         pass
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    from quant.settings import _database
-
-    db = _database(url)
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=int(db["PORT"] or 5432),
-        user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        if (
-            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()
-            is None
-        ):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
-
-
 def plan(bars: int) -> tuple[list[str], datetime, datetime]:
     """Symbols and a range of sessions holding about ``bars`` one-minute bars."""
     from quant.core.calendar import MarketCalendar, day_start
@@ -185,7 +163,9 @@ def main() -> None:
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    ensure_database(args.database_url)
+    from tests.support.postgres import database_ensure
+
+    database_ensure(args.database_url)
     import django
 
     django.setup()

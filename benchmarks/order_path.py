@@ -123,28 +123,6 @@ def warm_up(run: Callable[[T], None], items: list[T]) -> float:
     return len(queries.captured_queries) / len(items)
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    from quant.settings import _database
-
-    db = _database(url)
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=int(db["PORT"] or 5432),
-        user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        if (
-            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()
-            is None
-        ):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
-
-
 def empty_trading_tables() -> None:
     """Start from no orders, fills, positions or snapshots (and no bars): a previous run's rows
     would make this one's figures depend on how many runs came before."""
@@ -401,7 +379,9 @@ def main() -> None:
     # As in production: with DEBUG on, Django would keep every SQL statement in memory.
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    ensure_database(args.database_url)
+    from tests.support.postgres import database_ensure
+
+    database_ensure(args.database_url)
     import django
 
     django.setup()

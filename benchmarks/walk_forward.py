@@ -56,26 +56,6 @@ SPEEDUP_GOAL = 1.7
 SYMBOL = "SPY"
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    from quant.settings import _database
-
-    db = _database(url)
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=int(db["PORT"] or 5432),
-        user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
-        if exists.fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
-
-
 def set_up(years: int) -> Any:
     """Bars and a reviewed sma_crossover version in an emptied database; returns the version."""
     from backtests.models import WalkForwardRun
@@ -210,7 +190,9 @@ def main() -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     for name in ("REDIS_URL", "CELERY_BROKER_URL"):
         os.environ.pop(name, None)
-    ensure_database(args.database_url)
+    from tests.support.postgres import database_ensure
+
+    database_ensure(args.database_url)
     import django
 
     django.setup()
