@@ -9,21 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from django.conf import settings
+from tests.support.fixtures import benchmark_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_walk_forward_benchmark_runs_and_reports_json(tmp_path: Path, redis_url: str) -> None:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        pytest.skip("the benchmark measures PostgreSQL")
-    # The benchmark empties its database's bars and runs: name it after this run's test database
-    # (TEST_DATABASE_NAME when parallel runs share the server), so runs never drop each other's.
-    test_name = (db.get("TEST") or {}).get("NAME") or f"test_{db['NAME']}"
-    name = f"{test_name}_walk_forward"
-    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+    url = benchmark_database_url("walk_forward")
     out = tmp_path / "figures.json"
     result = subprocess.run(
         [

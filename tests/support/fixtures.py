@@ -135,3 +135,18 @@ def current_database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     auth = f"{db['USER'] or ''}:{db['PASSWORD']}@" if db.get("PASSWORD") else f"{db['USER'] or ''}@"
     return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def benchmark_database_url(suffix: str) -> str:
+    """A PostgreSQL URL for a benchmark's own database, named after this run's test database
+    (``<test database>_<suffix>``: the benchmark empties its tables, and parallel runs sharing
+    the server, each with its own TEST_DATABASE_NAME, never drop each other's). Skips on
+    SQLite: the benchmarks measure PostgreSQL."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        pytest.skip("the benchmark measures PostgreSQL")
+    test_name = (db.get("TEST") or {}).get("NAME") or f"test_{db['NAME']}"
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{db['USER'] or 'postgres'}@{host}/{test_name}_{suffix}"

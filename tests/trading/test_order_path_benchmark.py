@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from django.conf import settings
+from tests.support.fixtures import benchmark_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASE_KEYS = {
@@ -27,14 +26,7 @@ PHASE_KEYS = {
 
 
 def test_the_order_path_benchmark_runs_and_reports_json(tmp_path: Path) -> None:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        pytest.skip("the benchmark measures PostgreSQL")
-    # The benchmark empties its database's trading tables: name it after this run's test database
-    # (TEST_DATABASE_NAME when parallel runs share the server), so runs never drop each other's.
-    test_name = (db.get("TEST") or {}).get("NAME") or f"test_{db['NAME']}"
-    name = f"{test_name}_order_path"
-    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+    url = benchmark_database_url("order_path")
     out = tmp_path / "figures.json"
     result = subprocess.run(
         [
