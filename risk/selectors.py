@@ -95,23 +95,19 @@ def kill_switch_blocking(*, strategy_id: int | None, lock: bool = False) -> Kill
     activation starting after the check waits for the check's transaction to end. SQLite
     allows one writer at a time, so a plain read is enough there.
     """
-    if lock:
-        if not connection.in_atomic_block:
-            raise RuntimeError(
-                "kill_switch_blocking(lock=True) must run inside transaction.atomic()"
-            )
-        if connection.vendor == "postgresql":
-            active = _share_locked_active(strategy_id)
-            if active is None:  # the global row went missing: recreate it, lock again
-                killswitch_global()
-                active = _share_locked_active(strategy_id)
-            if not active:
-                return None
-            states = list(KillSwitchState.objects.filter(pk__in=active).select_related("strategy"))
-            states.sort(key=lambda s: s.scope != GLOBAL)
-            return states[0] if states else None
-        killswitch_global()
+    if lock and not connection.in_atomic_block:
+        raise RuntimeError("kill_switch_blocking(lock=True) must run inside transaction.atomic()")
     scope = Q(scope=GLOBAL) if strategy_id is None else Q(scope=GLOBAL) | Q(strategy_id=strategy_id)
+    if lock and connection.vendor == "postgresql":
+        active = _share_locked_active(strategy_id)
+        if active is None:  # the global row went missing: recreate it, lock again
+            killswitch_global()
+            active = _share_locked_active(strategy_id)
+        if not active:
+            return None
+        scope = Q(pk__in=active)  # the rows just locked, not a second read of the others
+    elif lock:
+        killswitch_global()
     states = list(KillSwitchState.objects.filter(scope, active=True).select_related("strategy"))
     states.sort(key=lambda s: s.scope != GLOBAL)
     return states[0] if states else None
