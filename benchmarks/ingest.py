@@ -160,21 +160,13 @@ def main() -> None:
     if not args.database_url.startswith("postgres"):
         raise SystemExit("the benchmark measures PostgreSQL: pass a postgres:// --database-url")
 
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from tests.support.postgres import database_ensure
+    from tests.support.postgres import benchmark_django_setup
 
-    database_ensure(args.database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    benchmark_django_setup(args.database_url)
     from django.db import connection
 
     from marketdata.models import Bar, IngestionJob
 
-    call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {Bar._meta.db_table}")
     IngestionJob.objects.all().delete()

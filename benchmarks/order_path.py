@@ -57,7 +57,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -373,27 +372,13 @@ def main() -> None:
     wall_began = time.perf_counter()
     load_before = os.getloadavg()[0]
 
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    # As in production: with DEBUG on, Django would keep every SQL statement in memory.
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-    from tests.support.postgres import database_ensure
+    from tests.support.postgres import benchmark_django_setup
 
-    database_ensure(args.database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    server_version = benchmark_django_setup(args.database_url, production=True)
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     empty_trading_tables()
     strategy = set_up(symbols)
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        server_version = cursor.fetchone()[0]
     print(
         f"PostgreSQL {server_version} ({connection.settings_dict['NAME']}), Python "
         f"{platform.python_version()}, {os.cpu_count()} cores; {args.orders:,} orders per phase "

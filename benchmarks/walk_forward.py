@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -183,23 +182,11 @@ def main() -> None:
     if min(args.years, args.windows, args.repeat, args.baseline_repeat) < 1:
         raise SystemExit("--years, --windows and the repeats must be at least 1")
 
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DEBUG"] = "false"  # as in production (DEBUG keeps every SQL statement)
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     for name in ("REDIS_URL", "CELERY_BROKER_URL"):
         os.environ.pop(name, None)
-    from tests.support.postgres import database_ensure
+    from tests.support.postgres import benchmark_django_setup
 
-    database_ensure(args.database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", verbosity=0)
+    server_version = benchmark_django_setup(args.database_url, production=True)
     version = set_up(args.years)
     from backtests.services import market_data_load
 
@@ -207,9 +194,6 @@ def main() -> None:
     wf_config = wf_config_for(n_bars, args.windows)
     points = len(GRID["fast"]) * len(GRID["slow"])
     backtests = args.windows * points + args.windows
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        server_version = cursor.fetchone()[0]
     print(
         f"PostgreSQL {server_version}, Redis broker {args.redis_url}, Python "
         f"{platform.python_version()}, {os.cpu_count()} cores; {n_bars:,} daily bars "
