@@ -26,6 +26,7 @@ from quant.feature_store.sets import (
     feature_set_ensure,
     feature_set_version_get,
     feature_sets_load_directory,
+    shipped_feature_sets,
 )
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "feature_sets_load_directory",
     "features_get",
     "features_load",
+    "shipped_feature_sets",
     "version_definition",
 ]

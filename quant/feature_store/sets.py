@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from django.conf import settings
 from django.db import transaction
 
 from quant.core.errors import NotFoundError, ValidationError
@@ -121,6 +122,11 @@ def feature_set_definitions_validate(*, path: Path) -> list[DefinitionFile]:
             details={"files": problems},
         )
     return loaded
+
+
+def shipped_feature_sets() -> Path:
+    """``configs/features/``: the feature sets that come with the platform."""
+    return Path(settings.BASE_DIR) / "configs" / "features"
 
 
 def feature_sets_load_directory(*, path: Path) -> FeatureSetLoadReport:

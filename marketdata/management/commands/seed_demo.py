@@ -3,17 +3,15 @@ feature sets, a finished demo backtest and the demo admin user."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from backtests.demo import demo_backtest_ensure
 from marketdata.demo import DEMO_ADMIN_USERNAME, DEMO_INSTRUMENTS, DEMO_YEARS, demo_seed
 from marketdata.models import JobStatus
-from quant.feature_store import feature_sets_load_directory
+from quant.feature_store import feature_sets_load_directory, shipped_feature_sets
 
 
 class Command(BaseCommand):
@@ -40,9 +38,7 @@ class Command(BaseCommand):
         demo = demo_backtest_ensure()
         for loaded in demo.strategies.results:
             self.stdout.write(f"Strategy {loaded.summary}")
-        features = feature_sets_load_directory(
-            path=Path(settings.BASE_DIR) / "configs" / "features"
-        )
+        features = feature_sets_load_directory(path=shipped_feature_sets())
         for result in features.results:
             self.stdout.write(f"Feature set {result.summary}")
         if demo.run is not None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from quant.core.errors import ApplicationError
-from quant.feature_store import feature_set_definitions_validate, feature_sets_load_directory
+from quant.feature_store import (
+    feature_set_definitions_validate,
+    feature_sets_load_directory,
+    shipped_feature_sets,
+)
 
 
 class Command(BaseCommand):
@@ -29,7 +32,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        path = Path(options["path"] or Path(settings.BASE_DIR) / "configs" / "features")
+        path = Path(options["path"]) if options["path"] else shipped_feature_sets()
         try:
             if options["check"]:
                 for item in feature_set_definitions_validate(path=path):
