@@ -180,7 +180,7 @@ def walk_forward_in_sample(*, run_id: int, window: int, point: int, worker: str 
             best: dict[str, Any] | None = None
             if finished_window:
                 evaluations = [
-                    _decode_evaluation(e)
+                    Evaluation.from_dict(e)
                     for e in stored.order_by("point").values_list("evaluation", flat=True)
                 ]
                 best, flag = choose_best(
@@ -246,10 +246,10 @@ def walk_forward_gather(*, run_id: int) -> None:
         )
         for index, segment, data, worker, pid in rows.iterator():
             if segment == Segment.IN_SAMPLE:
-                in_sample.append(_decode_evaluation(data))
+                in_sample.append(Evaluation.from_dict(data))
                 workers.setdefault(index, []).append({"worker": worker, "pid": pid})
             else:
-                out_of_sample.append(_decode_evaluation(data))
+                out_of_sample.append(Evaluation.from_dict(data))
         result = aggregate(
             strategy_config=inputs.strategy_config,
             wf_config=inputs.wf_config,
@@ -392,10 +392,6 @@ def _describe(error: Exception) -> str:
     if isinstance(error, ApplicationError):
         return error.message
     return f"internal error: {type(error).__name__}: {error}"
-
-
-def _decode_evaluation(data: dict[str, Any]) -> Evaluation:
-    return Evaluation.from_dict(data)  # the column's decoder has read the tags
 
 
 def _finite(metrics: dict[str, float | None]) -> dict[str, float | None]:
