@@ -129,6 +129,9 @@ def _database(url: str) -> dict[str, Any]:
 
 
 DATABASES = {"default": _database(DATABASE_URL)}
+# Hot-path statements (the risk gateway's reads) are prepared once per PostgreSQL connection
+# (quant/db/prepared.py); turn off behind a pooler in transaction mode (PgBouncer).
+DB_PREPARED_STATEMENTS: bool = env.bool("DB_PREPARED_STATEMENTS", default=True)
 # Parallel test runs on one server need distinct test databases (default: test_<name>).
 if TEST_DATABASE_NAME := env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}

@@ -2,26 +2,32 @@
 
 Every order passes here, inside the transaction that marks it approved (``order_place``),
 with a shared lock on the kill-switch rows: an activation that commits first is seen; one
-that starts later waits for this transaction. Reads only the database (no broker call), so
-the check stays in the low milliseconds.
+that starts later waits for this transaction. Reads only the database (no broker call):
+three statements after the kill switch's, prepared once per connection (``risk.reads``),
+so the check stays in the low milliseconds.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Field, Max
-
-from marketdata.domain import Timeframe
-from marketdata.models import Bar, Instrument
 from quant.core.clock import Clock
-from quant.models import Strategy
-from risk.limits import HUNDRED
+from risk.limits import HUNDRED, effective_limits
+from risk.reads import (
+    Account,
+    Book,
+    Daily,
+    GatewayReads,
+    account_read,
+    daily_bars,
+    gateway_reads,
+    last_prices,
+    positions_of,
+    risk_overrides,
+)
 from risk.rules import check_order
 from risk.values import (
     KillSwitchView,
@@ -30,87 +36,35 @@ from risk.values import (
     PortfolioView,
     StrategyView,
 )
-from trading.models import AccountSnapshot, Order, OrderSource, Position, SafeMode, StrategyRuntime
+from trading.models import Order, OrderSource, Position, StrategyRuntime
 from trading.services.orders import RiskVerdict
 
-ADV_SESSIONS = 20
-TIMEFRAMES = sorted(t.value for t in Timeframe)  # by name: the tie-break of last_prices
+__all__ = [
+    "kill_switch_view",
+    "last_prices",
+    "market_view",
+    "order_risk_check",
+    "portfolio_view",
+    "strategy_view",
+]
+
 ZERO = Decimal("0")
 FLATTENING = (OrderSource.KILL_SWITCH, OrderSource.OPERATOR)
-
-
-def last_prices(symbols: Iterable[str]) -> dict[str, Decimal]:
-    """The newest close per symbol over every timeframe (ties: the first timeframe by name).
-
-    One statement: per instrument, the newest bar of each timeframe, each an index lookup on
-    (instrument, timeframe, ts) however many bars are stored. Written as SQL once per symbol
-    count (the ORM spent longer composing it than the database spent running it), the values
-    read back through the model fields as the ORM would.
-    """
-    wanted = sorted(set(symbols))
-    if not wanted:
-        return {}
-    params: list[Any] = [tf for tf in TIMEFRAMES for _ in range(2)] + wanted
-    with connection.cursor() as cursor:
-        cursor.execute(_last_prices_sql(connection.vendor, len(wanted)), params)
-        rows = cursor.fetchall()
-    ts_field, close_field = _bar_field("ts"), _bar_field("close")
-    prices: dict[str, Decimal] = {}
-    for symbol, *values in rows:
-        candidates = [
-            (ts_field.to_python(values[2 * n]), timeframe, values[2 * n + 1])
-            for n, timeframe in enumerate(TIMEFRAMES)
-            if values[2 * n] is not None
-        ]
-        if candidates:
-            newest = max(ts for ts, _, _ in candidates)
-            _, close = min((tf, c) for ts, tf, c in candidates if ts == newest)
-            prices[symbol] = _decimal(close, close_field)
-    return prices
-
-
-def _decimal(value: Any, field: Field[Any, Any]) -> Decimal:
-    """A price as the ORM reads it: PostgreSQL gives a Decimal; SQLite a float, rounded to the
-    column's places as Django's own converter does."""
-    if isinstance(value, Decimal):
-        return value
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    places = getattr(field, "decimal_places", None)
-    return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
-
-
-def _bar_field(name: str) -> Field[Any, Any]:
-    field = Bar._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field
-
-
-@functools.cache
-def _last_prices_sql(vendor: str, symbols: int) -> str:
-    quote = connection.ops.quote_name
-    bar, instrument = quote(Bar._meta.db_table), quote(Instrument._meta.db_table)
-    column = {name: quote(_bar_field(name).column or name) for name in ("instrument", "ts")}
-    close, timeframe = quote(_bar_field("close").column or "close"), quote("timeframe")
-    newest = (
-        f"FROM {bar} b WHERE b.{column['instrument']} = i.id AND b.{timeframe} = %s "
-        f"ORDER BY b.{column['ts']} DESC LIMIT 1"
-    )
-    picks = ", ".join(
-        f"(SELECT b.{column['ts']} {newest}), (SELECT b.{close} {newest})" for _ in TIMEFRAMES
-    )
-    placeholders = ", ".join(["%s"] * symbols)
-    return f"SELECT i.symbol, {picks} FROM {instrument} i WHERE i.symbol IN ({placeholders})"
+_UNSET: Any = object()
 
 
 def market_view(
-    symbol: str, now: datetime, *, prices: Mapping[str, Decimal] | None = None
+    symbol: str,
+    now: datetime,
+    *,
+    prices: Mapping[str, Decimal] | None = None,
+    daily: Daily | None = None,
 ) -> MarketView:
+    """The last price and the averages of the last ``ADV_SESSIONS`` daily bars up to ``now``
+    (``prices`` and ``daily``, the symbol's bars, are read when not given)."""
     last = (last_prices([symbol]) if prices is None else prices).get(symbol)
-    daily = list(
-        Bar.objects.filter(instrument__symbol=symbol, timeframe="1Day", ts__lte=now)
-        .order_by("-ts")
-        .values_list("volume", "close")[:ADV_SESSIONS]
-    )
+    if daily is None:
+        daily = daily_bars(symbol, now)
     volume = sum((v for v, _ in daily), ZERO) / len(daily) if daily else None
     dollars = sum((v * c for v, c in daily), ZERO) / len(daily) if daily else None
     return MarketView(
@@ -127,22 +81,17 @@ def portfolio_view(
     *,
     positions: Sequence[Position] | None = None,
     prices: Mapping[str, Decimal] | None = None,
+    account: Account | None = _UNSET,
 ) -> PortfolioView | None:
-    """The account as the portfolio limits see it. ``positions`` (every position of ``mode``)
-    and ``prices`` (covering them) are loaded when not given."""
-    latest = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
-    if latest is None:
+    """The account as the portfolio limits see it (None before the first snapshot).
+    ``positions`` (every position of ``mode``), ``prices`` (covering them) and ``account``
+    are loaded when not given."""
+    if account is _UNSET:
+        account = account_read(mode, now)
+    if account is None:
         return None
-    session_start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    opening = (
-        AccountSnapshot.objects.filter(mode=mode, ts__gte=session_start)
-        .order_by("ts")
-        .values_list("equity", flat=True)
-        .first()
-    )
-    peak = AccountSnapshot.objects.filter(mode=mode).aggregate(peak=Max("equity"))["peak"]
     if positions is None:
-        positions = list(Position.objects.filter(mode=mode))
+        positions = positions_of(mode)
     summed: dict[str, Decimal] = {}
     for p in positions:
         summed[p.symbol] = summed.get(p.symbol, ZERO) + p.quantity
@@ -151,21 +100,18 @@ def portfolio_view(
         prices = last_prices(held)
     deployed = sum((abs(q) * prices.get(s, ZERO) for s, q in held.items()), ZERO)
     return PortfolioView(
-        equity=latest.equity,
-        opening_equity=opening if opening is not None else latest.equity,
-        high_water_mark=max(peak or latest.equity, latest.equity),
-        cash=latest.cash,
+        equity=account.equity,
+        opening_equity=account.opening if account.opening is not None else account.equity,
+        high_water_mark=max(account.peak or account.equity, account.equity),
+        cash=account.cash,
         deployed=deployed,
         open_positions=len(held),
         holds_symbol=symbol in held,
     )
 
 
-_UNSET: Any = object()
-
-
 def strategy_view(
-    strategy: Strategy,
+    strategy_id: int,
     mode: str,
     equity: Decimal,
     allocation_pct: Decimal,
@@ -179,8 +125,8 @@ def strategy_view(
     are skipped), ``prices`` and ``runtime`` are loaded when not given."""
     allocation = equity * allocation_pct / HUNDRED
     if positions is None:
-        positions = list(Position.objects.filter(strategy=strategy, mode=mode))
-    positions = [p for p in positions if p.strategy_id == strategy.pk]
+        positions = list(Position.objects.filter(strategy_id=strategy_id, mode=mode))
+    positions = [p for p in positions if p.strategy_id == strategy_id]
     if prices is None:
         prices = last_prices(p.symbol for p in positions if p.quantity)
     unrealized = deployed = ZERO
@@ -191,7 +137,7 @@ def strategy_view(
     pnl = sum((p.realized_pnl for p in positions), ZERO) + unrealized
     strategy_equity = allocation + pnl
     if runtime is _UNSET:
-        runtime = StrategyRuntime.objects.filter(strategy=strategy, mode=mode).first()
+        runtime = StrategyRuntime.objects.filter(strategy_id=strategy_id, mode=mode).first()
     peak = strategy_equity
     session_pnl = ZERO
     if runtime is not None:
@@ -220,48 +166,41 @@ def kill_switch_view(strategy_id: int, *, lock: bool) -> KillSwitchView:
 
 
 def order_risk_check(order: Order, clock: Clock) -> RiskVerdict:
-    """The gateway for one PENDING order (call inside the transaction that approves it)."""
+    """The gateway for one PENDING order (call inside the transaction that approves it).
+
+    Reads, each one hand-written statement: the kill-switch rows (share-locked), then
+    ``GatewayReads`` (safe mode, runtime, version, account, limits) and the book (positions
+    of the mode, their last prices, the symbol's daily bars), sent together; limits are never
+    cached.
+    """
     now = clock.now()
     switch = kill_switch_view(order.strategy_id, lock=True)
     if order.source in FLATTENING and not order.opening:
         switch = KillSwitchView()  # the kill switch's own flattening must get through
-    if switch.global_active or switch.strategy_active:
-        return _verdict_from_rules(order, switch=switch, now=now)
-    runtime: StrategyRuntime | None = _UNSET
-    if order.opening:
-        safe = SafeMode.objects.filter(mode=order.mode, active=True).first()
-        if safe is not None:
+    reads, book = gateway_reads(order.strategy_id, order.mode, order.symbol, now)
+    if order.opening and not (switch.global_active or switch.strategy_active):
+        if reads.safe_mode_reason is not None:
             return RiskVerdict(
                 False,
-                f"Safe mode: no new entries until reconciliation matches ({safe.reason})",
+                "Safe mode: no new entries until reconciliation matches "
+                f"({reads.safe_mode_reason})",
                 "safe_mode",
             )
-        runtime = StrategyRuntime.objects.filter(
-            strategy_id=order.strategy_id, mode=order.mode
-        ).first()
+        runtime = reads.runtime
         if runtime and runtime.paused_until and runtime.paused_until > now:
             return RiskVerdict(
                 False, f"Strategy paused: {runtime.paused_reason}", "strategy_paused"
             )
-    return _verdict_from_rules(order, switch=switch, now=now, runtime=runtime)
+    return _verdict_from_rules(order, reads, book, switch=switch, now=now)
 
 
 def _verdict_from_rules(
-    order: Order,
-    *,
-    switch: KillSwitchView,
-    now: datetime,
-    runtime: StrategyRuntime | None = _UNSET,
+    order: Order, reads: GatewayReads, book: Book, *, switch: KillSwitchView, now: datetime
 ) -> RiskVerdict:
-    """Load the rules' inputs (every position of the mode and their prices once) and ask
-    ``check_order``. ``runtime`` is the strategy's, when the caller has read it already."""
-    from risk.limits import effective_limits
-    from risk.selectors import limits_current, strategy_limits_for
-
-    strategy = Strategy.objects.select_related("current_version").get(pk=order.strategy_id)
-    positions = list(Position.objects.filter(mode=order.mode))
-    prices = last_prices([order.symbol, *(p.symbol for p in positions if p.quantity)])
-    market = market_view(order.symbol, now, prices=prices)
+    """Ask ``check_order`` (the book: every position of the mode and their prices, read
+    once)."""
+    positions, prices = book.positions, book.prices
+    market = market_view(order.symbol, now, prices=prices, daily=book.daily)
     reference = order.limit_price or market.last_price
     if reference is None or reference <= 0:
         if not order.opening and not (switch.global_active or switch.strategy_active):
@@ -270,7 +209,9 @@ def _verdict_from_rules(
             return RiskVerdict(
                 False, f"No last price for {order.symbol}: cannot check the order", "market_data"
             )
-    portfolio = portfolio_view(order.mode, order.symbol, now, positions=positions, prices=prices)
+    portfolio = portfolio_view(
+        order.mode, order.symbol, now, positions=positions, prices=prices, account=reads.account
+    )
     if portfolio is None:
         return RiskVerdict(
             False,
@@ -278,15 +219,11 @@ def _verdict_from_rules(
             "account",
             reference,
         )
-    overrides = None
-    if strategy.current_version is not None:
-        overrides = strategy.current_version.as_config().risk
-    limits, strategy_limits = effective_limits(
-        limits_current(), strategy_limits_for(strategy=strategy), overrides
-    )
+    overrides = risk_overrides(*reads.version) if reads.version is not None else None
+    limits, strategy_limits = effective_limits(reads.limits, reads.strategy_limits, overrides)
     decision = check_order(
         OrderProposal(
-            strategy_id=strategy.pk,
+            strategy_id=order.strategy_id,
             symbol=order.symbol,
             side=order.side,
             quantity=order.quantity,
@@ -296,14 +233,14 @@ def _verdict_from_rules(
         ),
         portfolio=portfolio,
         strategy=strategy_view(
-            strategy,
+            order.strategy_id,
             order.mode,
             portfolio.equity,
             strategy_limits.max_allocation_pct,
             now,
             positions=positions,
             prices=prices,
-            runtime=runtime,
+            runtime=reads.runtime,
         ),
         market=market,
         limits=limits,

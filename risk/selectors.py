@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from quant.core.errors import NotFoundError
+from quant.db import prepared
 from quant.models import Strategy
 from risk.limits import RiskLimits, StrategyLimits, effective_limits
 from risk.models import (
@@ -37,8 +38,10 @@ def strategy_limits_for(*, strategy: Strategy) -> StrategyLimits:
 
 def limits_effective_for(*, strategy: Strategy) -> tuple[RiskLimits, StrategyLimits]:
     """The limits the strategy trades under: stored limits tightened by its config's ``risk:``."""
+    from risk.reads import risk_overrides
+
     version = strategy.current_version
-    overrides = version.as_config().risk if version is not None else None
+    overrides = risk_overrides(version.pk, version.content_hash) if version is not None else None
     return effective_limits(limits_current(), strategy_limits_for(strategy=strategy), overrides)
 
 
@@ -119,7 +122,8 @@ def _share_locked_active(strategy_id: int | None) -> list[int] | None:
     ones, or None when there is no global row."""
     table = connection.ops.quote_name(KillSwitchState._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
+        prepared.execute(
+            cursor,
             f"SELECT id, scope, active FROM {table} WHERE scope = %s OR strategy_id = %s "
             "ORDER BY (scope <> %s), id FOR SHARE",
             [GLOBAL, strategy_id, GLOBAL],

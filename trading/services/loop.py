@@ -219,17 +219,13 @@ def _quantity(
 def _risk_cap(strategy: Strategy, mode: str, request: Any, close: float, now: datetime) -> Decimal:
     """The largest size the order-level limits allow (the gateway checks again anyway)."""
     from risk.gateway import market_view, portfolio_view
-    from risk.limits import effective_limits
     from risk.rules import max_quantity
-    from risk.selectors import limits_current, strategy_limits_for
+    from risk.selectors import limits_effective_for
 
     portfolio = portfolio_view(mode, request.symbol, now)
     if portfolio is None:
         return Decimal("0")
-    overrides = strategy.current_version.as_config().risk if strategy.current_version else None
-    limits, _ = effective_limits(
-        limits_current(), strategy_limits_for(strategy=strategy), overrides
-    )
+    limits, _ = limits_effective_for(strategy=strategy)
     market = market_view(request.symbol, now)
     reference = _decimal(request.limit_price) or market.last_price or Decimal(str(close))
     return max_quantity(
@@ -263,7 +259,7 @@ def strategy_marks_update(*, strategy: Strategy, mode: str, now: datetime) -> No
     if account is None:
         return
     limits = strategy_limits_for(strategy=strategy)
-    view = strategy_view(strategy, mode, account.equity, limits.max_allocation_pct, now)
+    view = strategy_view(strategy.pk, mode, account.equity, limits.max_allocation_pct, now)
     with transaction.atomic():
         runtime = StrategyRuntime.objects.select_for_update().get(strategy=strategy, mode=mode)
         if runtime.session_date != now.date() or runtime.session_start_equity is None:
