@@ -378,8 +378,8 @@ def test_the_sdks_own_retry_loop_is_off(alpaca_server: AlpacaServer) -> None:
         alpaca_provider(alpaca_server).get_bars("AAPL", DAY, WEEK_END, Timeframe.MIN_1)
 
     assert caught.value.retry_after == 7.0
-    assert time.monotonic() - started < 1.0  # no 3 s SDK sleep
-    assert len(alpaca_server.requests) == 1
+    assert len(alpaca_server.requests) == 1  # the SDK neither slept 3 s nor asked again
+    assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -432,10 +432,8 @@ def test_a_slow_answer_beyond_the_timeout_is_a_retryable_timeout(
     alpaca_server.faults.add(delay=1.0)
     provider = alpaca_provider(alpaca_server, timeout=0.2)
 
-    started = time.monotonic()
-    with pytest.raises(RetryableProviderError, match=r"(?i)timed out"):
+    with pytest.raises(RetryableProviderError, match=r"(?i)timed out"):  # not the 1 s answer
         provider.get_bars("AAPL", DAY, WEEK_END, Timeframe.MIN_1)
-    assert time.monotonic() - started < 0.9
 
     alpaca_server.faults.add(delay=1.0)
     bars = retrying(provider).get_bars("AAPL", DAY, WEEK_END, Timeframe.MIN_1)

@@ -272,7 +272,8 @@ def test_a_broker_that_is_down_is_logged_and_the_raise_returns_at_once(
     elapsed = time.monotonic() - started
 
     assert Alert.objects.filter(pk=alert.pk).exists()
-    assert elapsed < 0.5, f"alert_raise took {elapsed:.2f} s with the broker down"
+    # kombu's own retries would take about 6 s (Redis: ~19 s).
+    assert elapsed < 3.0, f"alert_raise took {elapsed:.2f} s with the broker down"
     failures = [e for e in logs if e["event"] == "alert_enqueue_failed"]
     assert len(failures) == 1 and failures[0]["alert_id"] == alert.pk
     assert failures[0]["log_level"] == "error"

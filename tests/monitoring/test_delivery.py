@@ -117,7 +117,8 @@ def test_slack_down_leaves_the_others_delivered_and_is_retried_until_given_up(
 
     alert = raise_and_deliver(django_capture_on_commit_callbacks)
 
-    assert time.monotonic() - started < 1.0
+    # Eager retries ignore the countdown; honouring it would take 10 s or more.
+    assert time.monotonic() - started < 5.0
     rows = deliveries(alert)
     assert rows["slack"].status == DeliveryStatus.FAILED
     assert rows["slack"].attempts == DELIVERY_MAX_RETRIES + 1
@@ -159,7 +160,8 @@ def test_an_sms_timeout_is_retried_for_that_number_only(
 
     alert = raise_and_deliver(django_capture_on_commit_callbacks)
 
-    assert time.monotonic() - started < 1.0
+    # Two attempts prove the 0.3 s timeout cut the 1 s answer off; the countdown is ignored.
+    assert time.monotonic() - started < 5.0
     rows = deliveries(alert)
     assert (rows["sms"].status, rows["sms"].attempts) == (DeliveryStatus.SENT, 2)
     assert rows["sms"].delivered_to == [SMS_TO[1], SMS_TO[0]]
