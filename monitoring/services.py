@@ -16,12 +16,13 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertDelivery, AlertSeverity, DeliveryStatus
 from monitoring.notifiers import AlertMessage, SendResult, notifiers_for
 from quant.core.errors import ValidationError
+from quant.db.locks import advisory_xact_lock
 
 logger = structlog.get_logger(__name__)
 
@@ -60,11 +61,7 @@ def _lock_key(key: str) -> None:
     both inserting one; a transaction-scoped advisory lock on the key can. SQLite runs
     IMMEDIATE transactions (one writer at a time), which serialises them already.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_ADVISORY_NAMESPACE, key]
-            )
+    advisory_xact_lock(_ADVISORY_NAMESPACE, key)
 
 
 def alert_raise(

@@ -168,16 +168,16 @@ def kill_switch_view(strategy_id: int, *, lock: bool) -> KillSwitchView:
 def order_risk_check(order: Order, clock: Clock) -> RiskVerdict:
     """The gateway for one PENDING order (call inside the transaction that approves it).
 
-    Reads, each one hand-written statement: the kill-switch rows (share-locked), then
-    ``GatewayReads`` (safe mode, runtime, version, account, limits) and the book (positions
-    of the mode, their last prices, the symbol's daily bars), sent together; limits are never
-    cached.
+    Reads, sent together after the kill-switch lock (shared): ``GatewayReads`` (kill switch,
+    safe mode, runtime, version, account, limits) and the book (positions of the mode, their
+    last prices, the symbol's daily bars), each one hand-written statement; limits are never
+    cached. Should the global kill-switch row be missing, it is recreated and read again.
     """
     now = clock.now()
-    switch = kill_switch_view(order.strategy_id, lock=True)
+    reads, book = gateway_reads(order.strategy_id, order.mode, order.symbol, now)
+    switch = reads.kill_switch or kill_switch_view(order.strategy_id, lock=True)
     if order.source in FLATTENING and not order.opening:
         switch = KillSwitchView()  # the kill switch's own flattening must get through
-    reads, book = gateway_reads(order.strategy_id, order.mode, order.symbol, now)
     if order.opening and not (switch.global_active or switch.strategy_active):
         if reads.safe_mode_reason is not None:
             return RiskVerdict(

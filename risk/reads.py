@@ -7,14 +7,17 @@ here they are four statements written once (``Columns`` ties them to the model f
 reads values back as the ORM would) and prepared once per PostgreSQL connection
 (``quant.db.prepared``). Each works on SQLite as written.
 
-- ``GatewayReads``: one row — safe mode, the strategy's runtime and current version, the
-  account (latest snapshot, the session's first, the peak) and the limits in force.
+- ``GatewayReads``: one row — the kill switch (global and the strategy's), safe mode, the
+  strategy's runtime and current version, the account (latest snapshot, the session's first,
+  the peak) and the limits in force.
 - ``book_read``: the positions of the mode, the order symbol's last ``ADV_SESSIONS`` daily
   bars and the last price of that symbol and of every symbol held, as one UNION ALL.
 - ``last_prices``, ``daily_bars``, ``positions_of``, ``account_read``: the same reads one by
   one, for the trading loop and reconciliation.
 
-The kill-switch rows are read (and share-locked) by ``risk.selectors.kill_switch_blocking``.
+``gateway_reads`` sends the kill-switch lock (shared, ``risk.selectors``) first, then
+``GatewayReads`` and the book, in one query string: the reads' snapshots are taken after the lock
+is granted, so an activation that is committing is waited for and then seen.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from quant.db.columns import Columns
 from quant.models import Strategy, StrategyVersion
 from quant.strategies.config import RiskOverrides
 from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, StrategyLimits
-from risk.models import RiskLimitSet, StrategyRiskLimit
+from risk.models import GLOBAL, KillSwitchState, RiskLimitSet, StrategyRiskLimit
+from risk.selectors import kill_switch_lock_statement
+from risk.values import KillSwitchView
 from trading.models import AccountSnapshot, Position, SafeMode, StrategyRuntime
 
 ADV_SESSIONS = 20
@@ -226,26 +231,35 @@ def book_read(mode: str, symbol: str, now: datetime) -> Book:
 def gateway_reads(
     strategy_id: int, mode: str, symbol: str, now: datetime
 ) -> tuple[GatewayReads, Book]:
-    """``GatewayReads`` and the book of an order, sent together (one round trip on
-    PostgreSQL)."""
-    reads, book = prepared.fetch_together(
-        [GatewayReads.statement(strategy_id, mode, now), book_statement(mode, symbol, now)]
-    )
+    """The kill-switch lock (shared), then ``GatewayReads`` and the book of an order, sent
+    together (one round trip on PostgreSQL); inside the transaction that approves the order."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("gateway_reads must run inside transaction.atomic()")
+    statements = [
+        GatewayReads.statement(strategy_id, mode, now),
+        book_statement(mode, symbol, now),
+    ]
+    if connection.vendor == "postgresql":
+        statements.insert(0, kill_switch_lock_statement())
+    *_, reads, book = prepared.fetch_together(statements)
     return GatewayReads(reads), book_from_rows(book)
 
 
-# --- one row: safe mode, runtime, version, account, limits -----------------------------------
+# --- one row: kill switch, safe mode, runtime, version, account, limits ----------------------
 
 
 class GatewayReads:
-    """What the gateway reads besides the kill switch, positions and bars, in one statement.
+    """What the gateway reads besides positions and bars, in one statement.
 
-    One row: the safe mode's reason (when on), the strategy's runtime, its current version,
-    the account (latest snapshot, the session's first, the peak equity) and the limits in
-    force. Each part is a derived table LEFT JOINed to a one-row base, so a missing part reads
-    as NULLs; the columns come from the models and the values pass through ``Columns``.
+    One row: the global kill switch and the strategy's, the safe mode's reason (when on), the
+    strategy's runtime, its current version, the account (latest snapshot, the session's
+    first, the peak equity) and the limits in force. Each part is a derived table LEFT JOINed
+    to a one-row base, so a missing part reads as NULLs; the columns come from the models and
+    the values pass through ``Columns``.
     """
 
+    KILL_GLOBAL = Columns(KillSwitchState, "id", "active", "reason")
+    KILL_STRATEGY = Columns(KillSwitchState, "active", "reason")
     SAFE_MODE = Columns(SafeMode, "reason")
     RUNTIME = Columns(
         StrategyRuntime,
@@ -262,6 +276,8 @@ class GatewayReads:
     LIMITS = Columns(RiskLimitSet, *PLATFORM_FIELDS)
     STRATEGY_LIMITS = Columns(StrategyRiskLimit, *STRATEGY_FIELDS)
     PARTS: tuple[Columns[Any], ...] = (
+        KILL_GLOBAL,
+        KILL_STRATEGY,
         SAFE_MODE,
         RUNTIME,
         VERSION,
@@ -280,6 +296,10 @@ class GatewayReads:
         current = q(Strategy._meta.get_field("current_version").column)
         account = r.LATEST.table
         parts = [
+            f"SELECT {r.KILL_GLOBAL.select()} FROM {r.KILL_GLOBAL.table} "
+            f"WHERE {r.KILL_GLOBAL.column('scope')} = %s",
+            f"SELECT {r.KILL_STRATEGY.select()} FROM {r.KILL_STRATEGY.table} "
+            f"WHERE {r.KILL_STRATEGY.column('strategy')} = %s",
             f"SELECT {r.SAFE_MODE.select()}, 1 AS present FROM {r.SAFE_MODE.table} "
             f"WHERE {r.SAFE_MODE.column('mode')} = %s AND {r.SAFE_MODE.column('active')} = %s",
             f"SELECT {r.RUNTIME.select()} FROM {r.RUNTIME.table} WHERE "
@@ -302,13 +322,15 @@ class GatewayReads:
         for n, (columns, part) in enumerate(zip(r.PARTS, parts, strict=True)):
             picks += [f"p{n}.{columns.column(name)}" for name in columns.names]
             joins.append(f"LEFT JOIN ({part}) p{n} ON 1 = 1")
-        picks.append("p0.present")
+        picks.append(f"p{r.PARTS.index(r.SAFE_MODE)}.present")
         return f"SELECT {', '.join(picks)} FROM (SELECT 1 AS one) base {' '.join(joins)}"
 
     @classmethod
     def statement(cls, strategy_id: int | None, mode: str, now: datetime) -> Statement:
         session_start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
         params = [
+            GLOBAL,
+            strategy_id,
             *(mode, cls.SAFE_MODE.param("active", True)),
             *(strategy_id, mode),
             strategy_id,
@@ -334,7 +356,22 @@ class GatewayReads:
         for columns in r.PARTS:
             values.append(row[at : at + len(columns)])
             at += len(columns)
-        safe, runtime, version, latest, opening, peak, limits, own = values
+        kill_global, kill_strategy, safe, runtime, version, latest, opening, peak, limits, own = (
+            values
+        )
+        # None when the global row is missing (the caller recreates it and reads again).
+        self.kill_switch: KillSwitchView | None = None
+        if kill_global[0] is not None:
+            _, global_active, global_reason = r.KILL_GLOBAL.values(kill_global)
+            strategy_active, strategy_reason = r.KILL_STRATEGY.values(kill_strategy)
+            if global_active:
+                self.kill_switch = KillSwitchView(global_active=True, global_reason=global_reason)
+            elif strategy_active:
+                self.kill_switch = KillSwitchView(
+                    strategy_active=True, strategy_reason=strategy_reason
+                )
+            else:
+                self.kill_switch = KillSwitchView()
         self.safe_mode_reason: str | None = (
             r.SAFE_MODE.values(safe)[0] if row[-1] is not None else None
         )

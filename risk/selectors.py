@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from quant.core.errors import NotFoundError
-from quant.db import prepared
+from quant.db.locks import advisory_lock_statement, advisory_xact_lock
 from quant.models import Strategy
 from risk.limits import RiskLimits, StrategyLimits, effective_limits
 from risk.models import (
@@ -89,49 +89,45 @@ def killswitch_status() -> list[KillSwitchState]:
     return sorted(states, key=lambda s: (s.scope != GLOBAL, s.strategy.name if s.strategy else ""))
 
 
+# The advisory lock every kill-switch writer holds exclusively and every locking check holds
+# shared: one lock for all scopes (activations are rare, checks are many).
+KILL_SWITCH_LOCK_NAMESPACE = 0x4B_53_57  # "KSW"
+KILL_SWITCH_LOCK_KEY = "kill_switch"
+
+
+def kill_switch_lock_statement() -> tuple[str, list[object]]:
+    """The statement that takes the kill-switch lock shared (sent ahead of reads, with ``prepared.fetch_together``)."""
+    return advisory_lock_statement(KILL_SWITCH_LOCK_NAMESPACE, KILL_SWITCH_LOCK_KEY, shared=True)
+
+
+def kill_switch_lock(*, shared: bool) -> None:
+    """Take the kill-switch lock until the transaction ends (PostgreSQL; SQLite: nothing)."""
+    advisory_xact_lock(KILL_SWITCH_LOCK_NAMESPACE, KILL_SWITCH_LOCK_KEY, shared=shared)
+
+
 def kill_switch_blocking(*, strategy_id: int | None, lock: bool = False) -> KillSwitchState | None:
     """The active kill switch that blocks orders of ``strategy_id`` (the global one first).
 
-    With ``lock=True`` (inside ``transaction.atomic()``) this takes a shared lock on the global
-    row and the strategy's row on PostgreSQL. Activation holds an exclusive lock on the global
-    row until it commits, so a check running meanwhile waits and then sees the switch; an
-    activation starting after the check waits for the check's transaction to end. SQLite
-    allows one writer at a time, so a plain read is enough there.
+    With ``lock=True`` (inside ``transaction.atomic()``) this first takes the kill-switch lock
+    shared, on PostgreSQL. Activation and deactivation hold it exclusively until they commit,
+    so a check running meanwhile waits and then sees the switch (its reads are later
+    statements: READ COMMITTED takes their snapshot after the lock is granted); an activation
+    starting after the check waits for the check's transaction to end. The lock is advisory:
+    the check writes nothing, so its COMMIT flushes no WAL. SQLite allows one writer at a
+    time, so a plain read is enough there. The gateway sends the same lock ahead of its own
+    reads (``risk.reads.gateway_reads``).
     """
-    if lock and not connection.in_atomic_block:
-        raise RuntimeError("kill_switch_blocking(lock=True) must run inside transaction.atomic()")
+    if lock:
+        if not connection.in_atomic_block:
+            raise RuntimeError(
+                "kill_switch_blocking(lock=True) must run inside transaction.atomic()"
+            )
+        kill_switch_lock(shared=True)
+        killswitch_global()  # recreated if it ever went missing
     scope = Q(scope=GLOBAL) if strategy_id is None else Q(scope=GLOBAL) | Q(strategy_id=strategy_id)
-    if lock and connection.vendor == "postgresql":
-        active = _share_locked_active(strategy_id)
-        if active is None:  # the global row went missing: recreate it, lock again
-            killswitch_global()
-            active = _share_locked_active(strategy_id)
-        if not active:
-            return None
-        scope = Q(pk__in=active)  # the rows just locked, not a second read of the others
-    elif lock:
-        killswitch_global()
     states = list(KillSwitchState.objects.filter(scope, active=True).select_related("strategy"))
     states.sort(key=lambda s: s.scope != GLOBAL)
     return states[0] if states else None
-
-
-def _share_locked_active(strategy_id: int | None) -> list[int] | None:
-    """FOR SHARE on the global row, then on the strategy's (the order every writer locks in:
-    rows are locked as the sorted result is read), in one statement; the ids of the active
-    ones, or None when there is no global row."""
-    table = connection.ops.quote_name(KillSwitchState._meta.db_table)
-    with connection.cursor() as cursor:
-        prepared.execute(
-            cursor,
-            f"SELECT id, scope, active FROM {table} WHERE scope = %s OR strategy_id = %s "
-            "ORDER BY (scope <> %s), id FOR SHARE",
-            [GLOBAL, strategy_id, GLOBAL],
-        )
-        rows = cursor.fetchall()
-    if not any(scope == GLOBAL for _, scope, _ in rows):
-        return None
-    return [pk for pk, _, active in rows if active]
 
 
 def admin_code_is_set() -> bool:

@@ -2,7 +2,7 @@
 
 Limit changes (spec "Human-in-the-Loop Checkpoints" 4): a change is requested, then approved
 or rejected by a different user; only an approval applies it, atomically. The kill switch
-(spec section 6): activation serializes on the global row (``select_for_update``), writes the
+(spec section 6): activation takes the kill-switch lock exclusively, writes the
 state and an audit event, and after the commit raises a CRITICAL alert and sends
 ``kill_switch_activated`` so the trading app cancels, halts and maybe flattens. Deactivation
 needs the admin code, checked against its stored hash; a refusal is audited too.
@@ -203,7 +203,9 @@ def _apply(change: RiskLimitChange) -> None:
 
 
 def _locked_state(strategy: Strategy | None) -> KillSwitchState:
-    """Lock the global row (every writer serializes on it), then the scope's own row."""
+    """Take the kill-switch lock exclusively (checks in progress finish first, later ones wait
+    for this commit), then lock the global row and the scope's own row."""
+    selectors.kill_switch_lock(shared=False)
     glob = selectors.killswitch_global()
     glob = KillSwitchState.objects.select_for_update().get(pk=glob.pk)
     if strategy is None:

@@ -24,7 +24,6 @@ import hashlib
 import re
 import weakref
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.conf import settings
@@ -37,9 +36,14 @@ _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary(
 def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
     """Run ``sql`` (``%s`` placeholders, one per value) with ``params`` on ``cursor`` (a cursor
     of ``django.db.connection``), prepared on PostgreSQL unless the setting turns it off."""
+    cursor.execute(*_executable(cursor, sql, params))
+
+
+def _executable(cursor: Any, sql: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    """What to send for ``sql``: ``EXECUTE name(%s, ...)`` once the connection has prepared
+    it (this prepares it the first time), or the text itself."""
     if connection.vendor != "postgresql" or not settings.DB_PREPARED_STATEMENTS:
-        cursor.execute(sql, params)
-        return
+        return sql, params
     name = statement_name(sql)
     session = connection.connection  # the psycopg connection the cursor came from
     known = _prepared.setdefault(session, set())
@@ -47,9 +51,8 @@ def execute(cursor: Any, sql: str, params: Sequence[Any] = ()) -> None:
         cursor.execute(f"PREPARE {name} AS {_numbered(sql, len(params))}")
         known.add(name)
     if params:
-        cursor.execute(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
-    else:
-        cursor.execute(f"EXECUTE {name}")
+        return f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params
+    return f"EXECUTE {name}", params
 
 
 @functools.lru_cache(maxsize=512)
@@ -81,21 +84,39 @@ def _numbered(sql: str, count: int) -> str:
 def fetch_together(
     statements: Sequence[tuple[str, Sequence[Any]]],
 ) -> list[list[tuple[Any, ...]]]:
-    """The rows of each statement (run through ``execute``, in order). On PostgreSQL they are
-    sent in one pipeline: the server runs them one after the other as usual (each with its own
-    snapshot), but the client waits for the answers once instead of once per statement."""
-    cursors = [connection.cursor() for _ in statements]
-    try:
-        with _pipeline(len(statements)):
-            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+    """The rows of each statement (prepared as ``execute`` does), in order.
+
+    On PostgreSQL they are sent as one query string: Django binds values on the client
+    (psycopg's ``ClientCursor``), so the string goes by the simple query protocol, the server
+    runs the statements one after the other, each with its own snapshot as usual, and the
+    client waits for one answer. (A psycopg pipeline does the same in one round trip too, but
+    costs more on the client.) A database configured with ``server_side_binding`` cannot take
+    several statements at once, so there, as on SQLite, they run one by one.
+    """
+    if len(statements) == 1 or not _several_at_once():
+        results = []
+        with connection.cursor() as cursor:
+            for sql, params in statements:
                 execute(cursor, sql, params)
-            return [list(cursor.fetchall()) for cursor in cursors]
-    finally:
-        for cursor in cursors:
-            cursor.close()
+                results.append(list(cursor.fetchall()))
+        return results
+    with connection.cursor() as cursor:
+        texts: list[str] = []
+        values: list[Any] = []
+        for sql, params in statements:
+            text, bound = _executable(cursor, sql, params)
+            texts.append(text)
+            values.extend(bound)
+        cursor.execute("; ".join(texts), values)
+        results = [list(cursor.fetchall())]
+        while cursor.nextset():
+            results.append(list(cursor.fetchall()))
+    if len(results) != len(statements):  # a statement text holding a ';' of its own
+        raise ValueError(f"{len(statements)} statements sent, {len(results)} results back")
+    return results
 
 
-def _pipeline(statements: int) -> AbstractContextManager[Any]:
-    if connection.vendor == "postgresql" and statements > 1:
-        return connection.connection.pipeline()
-    return nullcontext()
+def _several_at_once() -> bool:
+    return connection.vendor == "postgresql" and not connection.settings_dict.get(
+        "OPTIONS", {}
+    ).get("server_side_binding", False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -97,7 +99,7 @@ def test_a_statement_that_cannot_be_numbered_is_refused(sql: str, count: int, me
 
 
 @pytest.mark.django_db(transaction=True)
-def test_statements_fetched_together_are_prepared_inside_the_pipeline(postgres: None) -> None:
+def test_statements_fetched_together_are_prepared_and_answered_in_order(postgres: None) -> None:
     connection.close()  # nothing prepared yet on the next session
     first, second = "SELECT %s::int + 1", "SELECT g FROM generate_series(1, %s::int) g"
     with transaction.atomic():
@@ -109,8 +111,78 @@ def test_statements_fetched_together_are_prepared_inside_the_pipeline(postgres: 
 
 
 @pytest.mark.django_db
-def test_an_error_in_a_pipelined_statement_is_raised(postgres: None) -> None:
+def test_an_error_in_a_statement_fetched_together_is_raised(postgres: None) -> None:
     from django.db import DatabaseError
 
     with pytest.raises(DatabaseError), transaction.atomic():
         prepared.fetch_together([("SELECT %s::int", [1]), ("SELECT 1 / %s::int", [0])])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepare", [True, False])
+def test_statements_fetched_together_go_as_one_query_string(
+    postgres: None, settings: Any, prepare: bool
+) -> None:
+    settings.DB_PREPARED_STATEMENTS = prepare
+    hostile = "x'); DROP TABLE django_migrations; --"
+    statements: list[tuple[str, list[Any]]] = [
+        ("SELECT %s::text", [hostile]),
+        ("SELECT g FROM generate_series(1, %s::int) g", [2]),
+        ("SELECT 1 WHERE %s::int = 0", [1]),  # no rows is an answer too
+    ]
+    with transaction.atomic():
+        prepared.fetch_together(statements)  # prepares what it needs
+        with CaptureQueriesContext(connection) as queries:
+            rows = prepared.fetch_together(statements)
+
+    assert rows == [[(hostile,)], [(1,), (2,)], []]  # the values are bound, not spliced in
+    assert len(queries.captured_queries) == 1
+    assert queries.captured_queries[0]["sql"].count(";") >= 2
+    assert connection.introspection.table_names().count("django_migrations") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_after_a_lock_in_the_same_string_sees_what_the_holder_committed(
+    postgres: None,
+) -> None:
+    """READ COMMITTED takes each statement's snapshot when it starts: a read sent behind a lock
+    in one string sees what the lock's holder committed while the read waited."""
+    from quant.db.locks import advisory_lock_statement, advisory_xact_lock
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS together; CREATE TABLE together (n int)")
+    holding, answer = threading.Event(), []
+
+    def holder() -> None:
+        with transaction.atomic():
+            advisory_xact_lock(1, "together")
+            holding.set()
+            time.sleep(0.3)
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO together VALUES (7)")
+        connection.close()
+
+    def reader() -> None:
+        with transaction.atomic():
+            answer.extend(
+                prepared.fetch_together(
+                    [
+                        advisory_lock_statement(1, "together", shared=True),
+                        ("SELECT count(*) FROM together WHERE n = %s", [7]),
+                    ]
+                )[1]
+            )
+        connection.close()
+
+    try:
+        first = threading.Thread(target=holder)
+        first.start()
+        assert holding.wait(5)
+        second = threading.Thread(target=reader)
+        second.start()
+        first.join(5)
+        second.join(5)
+        assert answer == [(1,)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS together")
