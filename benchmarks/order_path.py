@@ -25,7 +25,7 @@ first and last tenth of each phase are printed so a slowdown would show.
 Phases
 ------
 1. **risk check**: ``order_risk_check(order, clock)`` inside ``transaction.atomic()``, as
-   ``order_place`` runs it (the kill-switch rows share-locked, the limits read from the database
+   ``order_place`` runs it (the kill-switch lock taken shared, the limits read from the database
    on every check, no caching), for PENDING orders created beforehand with ``order_create``.
    The timing covers BEGIN, the check and COMMIT. Every verdict must be an approval.
 2. **signal → broker acknowledgement**: ``order_submit(...)`` end to end: ``order_create``, the

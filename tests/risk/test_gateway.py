@@ -20,8 +20,18 @@ from quant.core.clock import ManualClock
 from quant.models import Strategy
 from risk.gateway import market_view, order_risk_check
 from risk.limits import RiskLimits, StrategyLimits
-from risk.models import RiskLimitSet, StrategyRiskLimit
-from risk.reads import GatewayReads, account_read, book_read, positions_of, risk_overrides
+from risk.models import GLOBAL, KillSwitchState, RiskLimitSet, StrategyRiskLimit
+from risk.reads import (
+    GatewayReads,
+    account_read,
+    book_read,
+    gateway_reads,
+    positions_of,
+    risk_overrides,
+)
+from risk.selectors import killswitch_global
+from risk.services import killswitch_activate
+from risk.values import KillSwitchView
 from tests.trading.factories import account, flat_prices, paper_strategy
 from trading.models import AccountSnapshot, Order, Position, SafeMode, StrategyRuntime
 from trading.services.orders import RiskVerdict, order_create
@@ -309,6 +319,71 @@ def test_total_drawdown_is_measured_from_the_peak(strategy: Strategy, clock: Man
     verdict = check(strategy, clock)
 
     assert not verdict.approved and verdict.check == "total_drawdown", verdict.reason
+
+
+def test_the_kill_switches_are_read_with_the_rest(strategy: Strategy, clock: ManualClock) -> None:
+    account()
+    assert GatewayReads.read(strategy.pk, "paper", NOW).kill_switch == KillSwitchView()
+
+    killswitch_activate(scope=strategy, reason="bad fills")
+    reads = GatewayReads.read(strategy.pk, "paper", NOW)
+    assert reads.kill_switch == KillSwitchView(strategy_active=True, strategy_reason="bad fills")
+    assert GatewayReads.read(None, "paper", NOW).kill_switch == KillSwitchView()
+    verdict = check(strategy, clock)
+    assert not verdict.approved and verdict.reason.startswith("Kill switch active")
+
+    killswitch_activate(reason="halt all")  # the global one is reported first
+    reads = GatewayReads.read(strategy.pk, "paper", NOW)
+    assert reads.kill_switch == KillSwitchView(global_active=True, global_reason="halt all")
+
+
+def test_a_missing_global_kill_switch_row_is_recreated(
+    strategy: Strategy, clock: ManualClock
+) -> None:
+    account()
+    KillSwitchState.objects.filter(scope=GLOBAL).delete()
+    assert GatewayReads.read(strategy.pk, "paper", NOW).kill_switch is None
+
+    assert check(strategy, clock).approved
+    assert KillSwitchState.objects.filter(scope=GLOBAL, active=False).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reads_outside_a_transaction_are_a_mistake(strategy: Strategy) -> None:
+    with pytest.raises(RuntimeError, match=r"inside transaction\.atomic"):
+        gateway_reads(strategy.pk, "paper", "GWA", NOW)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_that_approves_writes_nothing(strategy: Strategy, clock: ManualClock) -> None:
+    """The kill-switch lock is advisory: no transaction id, so COMMIT flushes no WAL."""
+    if connection.vendor != "postgresql":
+        pytest.skip("transaction ids are PostgreSQL's")
+    account()
+    killswitch_global()  # the migration's row, gone after the last transactional test's flush
+    order = order_create(
+        strategy=strategy,
+        mode="paper",
+        broker="simulated",
+        symbol="GWA",
+        side="buy",
+        quantity=D("10"),
+        opening=True,
+        clock=clock,
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        verdict = order_risk_check(order, clock)
+        cursor.execute("SELECT pg_current_xact_id_if_assigned()")
+        xid = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' "
+            "AND pid = pg_backend_pid()"
+        )
+        shared = cursor.fetchone()[0]
+
+    assert verdict.approved, verdict.reason
+    assert xid is None
+    assert shared == 1  # the kill-switch lock, held until the commit
 
 
 # --- on SQLite too ---------------------------------------------------------------------------

@@ -364,7 +364,8 @@ def require_postgres() -> None:
 
 
 def wait_until_blocked(worker: Worker, timeout: float = 10) -> bool:
-    """True once another session of this database waits on a row lock (and ``worker`` runs)."""
+    """True once another session of this database waits on a lock, the kill-switch advisory
+    lock or a row's (and ``worker`` runs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.is_alive():
         with connections["default"].cursor() as cursor:
@@ -390,7 +391,7 @@ def activation_holding_its_lock(
         with transaction.atomic():
             state = killswitch_activate(reason="halt now")
             activated.set()
-            release.wait(10)  # the transaction stays open, the global row locked
+            release.wait(10)  # the transaction stays open, the kill-switch lock held
         return state
 
     return activate

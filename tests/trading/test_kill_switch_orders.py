@@ -1,8 +1,8 @@
 """The kill switch against the order path: no order is accepted after an activation commits.
 
 "Accepted" means passed the risk gateway (``submit_started_at`` set). The gateway reads the
-kill switch under a shared row lock inside the transaction that accepts the order, so a check
-that overlaps an activation waits for its commit and then sees it.
+kill switch under the shared kill-switch lock inside the transaction that accepts the order,
+so a check that overlaps an activation waits for its commit and then sees it.
 """
 
 from __future__ import annotations
