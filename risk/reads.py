@@ -16,8 +16,8 @@ reads values back as the ORM would) and prepared once per PostgreSQL connection
   one, for the trading loop and reconciliation.
 
 ``gateway_reads`` sends the kill-switch lock (shared, ``risk.selectors``) first, then
-``GatewayReads`` and the book, in one query string: the reads' snapshots are taken after the lock
-is granted, so an activation that is committing is waited for and then seen.
+``GatewayReads`` and the book, in one query string: the reads' snapshots are taken after the
+lock is granted, so an activation that is committing is waited for and then seen.
 """
 
 from __future__ import annotations

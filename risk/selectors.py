@@ -96,7 +96,8 @@ KILL_SWITCH_LOCK_KEY = "kill_switch"
 
 
 def kill_switch_lock_statement() -> tuple[str, list[object]]:
-    """The statement that takes the kill-switch lock shared (sent ahead of reads, with ``prepared.fetch_together``)."""
+    """The statement that takes the kill-switch lock shared, to send ahead of reads with
+    ``prepared.fetch_together``."""
     return advisory_lock_statement(KILL_SWITCH_LOCK_NAMESPACE, KILL_SWITCH_LOCK_KEY, shared=True)
 
 
