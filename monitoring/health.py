@@ -117,3 +117,65 @@ class HeartbeatThread(threading.Thread):
             finally:
                 close_old_connections()
             self.stopped.wait(self.interval)
+
+
+def check_redis(timeout: float = 2.0) -> ComponentStatus:
+    """Redis (cache, channel layer, Celery broker) when configured; the embedded mode has none."""
+    url = settings.REDIS_URL
+    if not url:
+        return ComponentStatus("redis", True, "not configured: embedded mode (no Redis needed)")
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client.ping()
+        return ComponentStatus("redis", True, "PONG")
+    except Exception as error:
+        return ComponentStatus("redis", False, f"unreachable: {error}")
+
+
+def check_broker_connection(mode: str = "paper", now: datetime | None = None) -> ComponentStatus:
+    """The broker as the last reconciliation found it (the beat runs one every minute): no
+    extra broker call per health request, so polling the page spends no API quota."""
+    from trading.models import ReconciliationRun
+
+    now = now or timezone.now()
+    name = f"broker_{mode}"
+    broker = settings.TRADING_BROKER if mode == "paper" else "alpaca"
+    last = ReconciliationRun.objects.filter(mode=mode).order_by("-started_at").first()
+    if last is None:
+        return ComponentStatus(name, mode != "live", f"{broker}: no reconciliation yet")
+    age = int((now - last.started_at).total_seconds())
+    if last.error:
+        return ComponentStatus(name, False, f"{broker}: last reconciliation failed: {last.error}")
+    if age > settings.HEALTH_BROKER_MAX_AGE_SECONDS:
+        return ComponentStatus(name, False, f"{broker}: last reconciliation {age} s ago")
+    state = "matched" if last.matched else f"{len(last.discrepancies or [])} discrepancies"
+    return ComponentStatus(name, True, f"{broker}: reconciled {age} s ago ({state})")
+
+
+def check_data_freshness(now: datetime | None = None) -> ComponentStatus:
+    """Every stored instrument and timeframe as recent as the exchange calendar expects."""
+    from marketdata.selectors import instruments_coverage
+
+    coverage = instruments_coverage(now=now)
+    if not coverage:
+        return ComponentStatus("data_freshness", False, "no instruments stored yet")
+    stale = [f"{c.instrument.symbol} {c.timeframe}" for c in coverage if c.freshness.is_stale]
+    if stale:
+        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+        return ComponentStatus("data_freshness", False, f"stale: {shown}")
+    return ComponentStatus("data_freshness", True, f"{len(coverage)} series up to date")
+
+
+def platform_health_full() -> list[ComponentStatus]:
+    """What ``/v1/health`` and the health page show: the core components, Redis, the broker
+    connections and data freshness."""
+    statuses = platform_health()
+    statuses.append(check_redis())
+    if statuses[0].healthy:  # the database answers: the rest reads from it
+        statuses.append(check_broker_connection("paper"))
+        if settings.ALPACA_LIVE_TRADING_ENABLED:
+            statuses.append(check_broker_connection("live"))
+        statuses.append(check_data_freshness())
+    return statuses

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -211,3 +212,29 @@ def _display_path(path: Path) -> str:
         return str(resolved.relative_to(Path(settings.BASE_DIR).resolve()))
     except ValueError:
         return str(resolved)
+
+
+def strategy_config_update(*, strategy: Strategy, config: StrategyConfig) -> StrategyVersion:
+    """A config edited through the API or dashboard, already validated like a YAML file: a new
+    version when it differs from the current one. The name cannot change here."""
+    if config.name != strategy.name:
+        problem = f"name: {config.name!r} differs from the strategy's name {strategy.name!r}"
+        raise ValidationError(problem, details={"problems": [problem]})
+    version, _ = strategy_version_ensure(config=config, source=VersionSource.API)
+    return version
+
+
+def strategy_active_set(*, strategy: Strategy, is_active: bool, user: Any = None) -> Strategy:
+    """Switch a strategy on or off (an inactive strategy is not ticked by the trading loop)."""
+    with transaction.atomic():
+        locked = Strategy.objects.select_for_update().get(pk=strategy.pk)
+        if locked.is_active != is_active:
+            locked.is_active = is_active
+            locked.save(update_fields=["is_active", "updated_at"])
+            log.info(
+                "strategy.active_set",
+                strategy=locked.name,
+                is_active=is_active,
+                user=getattr(user, "username", None),
+            )
+    return locked

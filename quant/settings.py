@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_structlog",
     "ninja",
+    "corsheaders",
     "channels",
     "quant.apps.QuantConfig",
     "marketdata.apps.MarketdataConfig",
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -164,7 +166,28 @@ STORAGES = {
         )
     },
 }
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/signin"
+LOGIN_REDIRECT_URL = "/"
+
+# --- REST API (/v1) -----------------------------------------------------------------------
+# JWT access and refresh tokens (HS256). The key defaults to one derived from SECRET_KEY.
+API_JWT_SECRET: str = env.str("API_JWT_SECRET", default="")
+API_ACCESS_TOKEN_SECONDS: int = env.int("API_ACCESS_TOKEN_SECONDS", default=15 * 60)
+API_REFRESH_TOKEN_SECONDS: int = env.int("API_REFRESH_TOKEN_SECONDS", default=7 * 24 * 3600)
+# Requests per minute, counted per signed-in user and per client IP (429 + Retry-After).
+API_RATE_LIMIT_USER_PER_MINUTE: int = env.int("API_RATE_LIMIT_USER_PER_MINUTE", default=600)
+API_RATE_LIMIT_IP_PER_MINUTE: int = env.int("API_RATE_LIMIT_IP_PER_MINUTE", default=1200)
+# Sign-in attempts per minute and IP (password guessing).
+API_RATE_LIMIT_LOGIN_PER_MINUTE: int = env.int("API_RATE_LIMIT_LOGIN_PER_MINUTE", default=20)
+# A separate dashboard (Next.js on localhost:3000 or Vercel) calls the API from the browser.
+CORS_ALLOWED_ORIGINS: list[str] = env.list(
+    "CORS_ALLOWED_ORIGINS", default=["http://localhost:3000", "http://127.0.0.1:3000"]
+)
+CORS_ALLOWED_ORIGIN_REGEXES: list[str] = env.list(
+    "CORS_ALLOWED_ORIGIN_REGEXES", default=[r"^https://[a-z0-9-]+\.vercel\.app$"]
+)
+CORS_URLS_REGEX = r"^/v1/.*$"
+CORS_EXPOSE_HEADERS = ["Location", "Retry-After"]
 
 # --- Redis, Celery, Channels ------------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
@@ -247,6 +270,7 @@ PAPER_MAX_VOLUME_PARTICIPATION: str = env.str("PAPER_MAX_VOLUME_PARTICIPATION", 
 # --- Health -----------------------------------------------------------------------------
 HEALTH_WORKER_MAX_AGE_SECONDS: int = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
 HEALTH_BEAT_MAX_AGE_SECONDS: int = env.int("HEALTH_BEAT_MAX_AGE_SECONDS", default=120)
+HEALTH_BROKER_MAX_AGE_SECONDS: int = env.int("HEALTH_BROKER_MAX_AGE_SECONDS", default=300)
 
 # --- Alerts -----------------------------------------------------------------------------
 # Repeats of an unacknowledged alert key within this window are grouped into one row.

@@ -178,6 +178,12 @@ class Fill(AppendOnly):
     quantity = _decimal()
     price = _decimal()
     commission = _decimal(default=0)
+    closed_quantity = _decimal(
+        default=0, help_text="Part of the quantity that reduced an open position"
+    )
+    realized_pnl = _decimal(
+        default=0, help_text="Realized P&L of this fill: the closed part, less its commission"
+    )
     ts = models.DateTimeField()
 
     class Meta:

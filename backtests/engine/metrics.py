@@ -238,3 +238,29 @@ def _four_f(value: float) -> Decimal | None:
 def _decimal_of(value: float) -> Decimal:
     value = float(value)
     return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
+
+
+@dataclass(frozen=True)
+class CurveRatios:
+    """The ratios of an equity curve alone (no trades): live and paper summaries use them."""
+
+    sharpe: Decimal | None
+    sortino: Decimal | None
+    max_drawdown_pct: Decimal
+    turnover: Decimal
+
+
+def curve_ratios(
+    values: Sequence[float], *, periods_per_year: float, traded_notional: float = 0.0
+) -> CurveRatios:
+    """Sharpe, Sortino and maximum drawdown of ``values`` (the first value is the start),
+    with the same formulas as a backtest's metrics."""
+    curve = np.asarray(values, dtype=np.float64)
+    if not len(curve):
+        return CurveRatios(None, None, _four(0), _four(0))
+    initial = float(curve[0])
+    sharpe, sortino = _risk_ratios(_returns(curve[1:], initial), periods_per_year)
+    _, drawdown_pct = _drawdowns(curve, initial)
+    return CurveRatios(
+        sharpe, sortino, _four_f(drawdown_pct) or _four(0), _turnover(curve, traded_notional)
+    )

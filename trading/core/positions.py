@@ -40,6 +40,14 @@ class PositionBook:
         return PositionBook(after, price, realized)  # crossed through zero: the rest opens at price
 
 
+def closed_quantity(held: Decimal, side: str, quantity: Decimal) -> Decimal:
+    """How much of a fill of ``quantity`` on ``side`` reduces the position ``held``."""
+    signed = quantity if side == "buy" else -quantity
+    if held == 0 or (held > 0) == (signed > 0):
+        return ZERO
+    return min(abs(held), quantity)
+
+
 def fill_increment(
     *,
     filled_before: Decimal,

@@ -42,7 +42,7 @@ from trading.brokers.base import (
 )
 from trading.brokers.sync import call
 from trading.core.fsm import InvalidTransition, OrderEventType, OrderStatus, transition
-from trading.core.positions import PositionBook, fill_increment
+from trading.core.positions import PositionBook, closed_quantity, fill_increment
 from trading.models import Fill, Order, OrderEvent, OrderSource, Position
 
 log = structlog.get_logger(__name__)
@@ -358,6 +358,7 @@ def _apply_fill(order: Order, report: BrokerOrder, now: datetime, fields: dict[s
     commission = max(report.commission - order.commission, Decimal("0"))
     ts = report.updated_at or now
     fill_id = f"{report.broker_order_id}:{report.filled_quantity.normalize():f}"
+    position, book = _position_book(order, quantity=quantity, price=price, commission=commission)
     try:
         with transaction.atomic():
             Fill.objects.create(
@@ -370,11 +371,13 @@ def _apply_fill(order: Order, report: BrokerOrder, now: datetime, fields: dict[s
                 quantity=quantity,
                 price=price,
                 commission=commission,
+                closed_quantity=closed_quantity(position.quantity, order.side, quantity),
+                realized_pnl=book.realized_pnl - position.realized_pnl,
                 ts=ts,
             )
     except IntegrityError:
         return order  # this fill is already booked (a concurrent poller won)
-    _position_apply(order, quantity=quantity, price=price, commission=commission, ts=ts)
+    _position_save(position, book, ts=ts)
     return _transition(
         order,
         event,
@@ -386,9 +389,10 @@ def _apply_fill(order: Order, report: BrokerOrder, now: datetime, fields: dict[s
     )
 
 
-def _position_apply(
-    order: Order, *, quantity: Decimal, price: Decimal, commission: Decimal, ts: datetime
-) -> None:
+def _position_book(
+    order: Order, *, quantity: Decimal, price: Decimal, commission: Decimal
+) -> tuple[Position, PositionBook]:
+    """The strategy's position in the symbol, locked, and its book after this fill."""
     key: dict[str, Any] = {
         "strategy_id": order.strategy_id,
         "mode": order.mode,
@@ -403,6 +407,10 @@ def _position_apply(
     book = PositionBook(position.quantity, position.avg_price, position.realized_pnl).apply(
         side=order.side, quantity=quantity, price=price, commission=commission
     )
+    return position, book
+
+
+def _position_save(position: Position, book: PositionBook, *, ts: datetime) -> None:
     position.quantity, position.avg_price, position.realized_pnl = (
         book.quantity,
         book.avg_price,

@@ -1,0 +1,407 @@
+"""``/v1/runs`` (backtests) and ``/v1/walk-forward``: the backtests app's routers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema, Status
+
+from backtests import selectors
+from backtests.models import BacktestRun, WalkForwardRun
+from quant.api import Data, Page, PageParams, decimal_text, paginate, responses
+from quant.api_routers import Accepted, acting_user
+from quant.auth import Role, require_role
+from quant.selectors import strategy_by_id, strategy_version_get
+
+router = Router(tags=["runs"])
+walk_forward_router = Router(tags=["walk-forward"])
+
+RunStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+MAX_TRADES = 5000
+
+
+class RunOut(Schema):
+    id: int
+    run_type: str
+    strategy_id: int | None
+    strategy_name: str
+    strategy_version: int | None
+    status: str
+    progress: float
+    engine_mode: str
+    symbols: list[str]
+    timeframe: str
+    start: datetime | None
+    end: datetime | None
+    metrics: dict[str, Any] | None
+    final_equity: str | None
+    total_trades: int | None
+    error_message: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TradeOut(Schema):
+    seq: int
+    symbol: str
+    side: str
+    quantity: str
+    entry_time: datetime
+    entry_price: str
+    exit_time: datetime
+    exit_price: str
+    commission: str
+    pnl: str
+    bars_held: int
+
+
+class RunDetailOut(RunOut):
+    backtest_config: dict[str, Any]
+    strategy_config: dict[str, Any]
+    data_start: datetime | None
+    data_end: datetime | None
+    bar_count: int | None
+    equity_curve: list[dict[str, Any]]
+    open_positions: list[dict[str, Any]]
+    trades: list[TradeOut]
+    trades_total: int
+    report_html_url: str | None
+    report_json_url: str | None
+
+
+class RunFilters(PageParams):
+    strategy_id: int | None = Field(None, ge=1)
+    status: RunStatusName | None = None
+    run_type: Literal["backtest"] | None = Field(
+        None, description="backtest (walk-forward runs are under /v1/walk-forward)"
+    )
+
+
+class BacktestIn(Schema):
+    strategy_id: int = Field(ge=1)
+    start: date | None = Field(None, description="first day (UTC); default: the first bar")
+    end: date | None = Field(None, description="last day (UTC); default: the newest bar")
+    symbols: list[str] | None = Field(None, max_length=100, description="default: the config's")
+    engine_mode: Literal["event", "vectorized"] = "event"
+    initial_capital: Decimal = Field(Decimal("100000"), gt=0, max_digits=20, decimal_places=2)
+    commission_per_trade: Decimal = Field(Decimal("1.00"), ge=0, max_digits=12, decimal_places=4)
+    slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
+    fill_at: Literal["close", "next_open"] = "close"
+
+
+def run_out(run: BacktestRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "run_type": "backtest",
+        "strategy_id": run.strategy_id,
+        "strategy_name": str(
+            run.strategy_config.get("name") or (run.strategy and run.strategy.name)
+        ),
+        "strategy_version": run.strategy_version.number if run.strategy_version else None,
+        "status": run.status,
+        "progress": run.progress,
+        "engine_mode": run.engine_mode,
+        "symbols": list(run.symbols or []),
+        "timeframe": run.timeframe,
+        "start": run.start,
+        "end": run.end,
+        "metrics": run.metrics,
+        "final_equity": decimal_text(run.final_equity),
+        "total_trades": run.total_trades,
+        "error_message": run.error_message,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def run_detail_out(run: BacktestRun) -> dict[str, Any]:
+    trades = list(selectors.backtest_trades_list(run=run)[:MAX_TRADES])
+    return {
+        **run_out(run),
+        "backtest_config": run.backtest_config or {},
+        "strategy_config": run.strategy_config or {},
+        "data_start": run.data_start,
+        "data_end": run.data_end,
+        "bar_count": run.bar_count,
+        "equity_curve": run.equity_curve or [],
+        "open_positions": run.open_positions or [],
+        "trades": [
+            {
+                "seq": t.seq,
+                "symbol": t.symbol,
+                "side": t.side,
+                "quantity": decimal_text(t.quantity),
+                "entry_time": t.entry_time,
+                "entry_price": decimal_text(t.entry_price),
+                "exit_time": t.exit_time,
+                "exit_price": decimal_text(t.exit_price),
+                "commission": decimal_text(t.commission),
+                "pnl": decimal_text(t.pnl),
+                "bars_held": t.bars_held,
+            }
+            for t in trades
+        ],
+        "trades_total": run.total_trades or len(trades),
+        "report_html_url": f"/backtests/runs/{run.pk}/report.html" if run.report_html else None,
+        "report_json_url": f"/backtests/runs/{run.pk}/report.json" if run.report_json else None,
+    }
+
+
+def _day(day: date | None, *, end: bool = False) -> datetime | None:
+    if day is None:
+        return None
+    return datetime.combine(day, time.max if end else time.min, UTC)
+
+
+@router.get("", response=responses(200, Page(RunOut), 422))
+def runs_list(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any]:
+    """Backtest runs, newest first (the heavy columns are left out of the list)."""
+    require_role(request, Role.VIEWER)
+    queryset = selectors.backtest_runs_list(
+        strategy_id=filters.strategy_id, status=filters.status
+    ).defer("equity_curve", "open_positions", "strategy_config", "backtest_config")
+    return paginate(queryset, filters, lambda rows: [run_out(r) for r in rows])
+
+
+@router.post("", response=responses(202, Data(Accepted), 403, 404, 409, 422))
+def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn) -> Status[Any]:
+    """Queue a backtest of the strategy's current version: 202 with the run id and a
+    Location to poll (``GET /v1/runs/{id}``: status, progress, then metrics and trades)."""
+    from backtests.engine import BacktestConfig, EngineMode, FillAt
+    from backtests.services import backtest_run_create, backtest_run_submit
+
+    principal = require_role(request, Role.OPERATOR)
+    strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    version = strategy_version_get(strategy=strategy)
+    config = BacktestConfig(
+        initial_capital=payload.initial_capital,
+        commission_per_trade=payload.commission_per_trade,
+        slippage_bps=payload.slippage_bps,
+        start_date=_day(payload.start),
+        end_date=_day(payload.end, end=True),
+        fill_at=FillAt(payload.fill_at),
+    )
+    with transaction.atomic():
+        run = backtest_run_create(
+            strategy_version=version,
+            config=config,
+            mode=EngineMode(payload.engine_mode),
+            symbols=tuple(s.strip().upper() for s in payload.symbols) if payload.symbols else None,
+            requested_by=acting_user(principal),
+        )
+        backtest_run_submit(run=run)
+    url = f"/v1/runs/{run.pk}"
+    response["Location"] = url
+    return Status(202, {"data": {"id": run.pk, "status": run.status, "url": url}})
+
+
+@router.get("/{run_id}", response=responses(200, Data(RunDetailOut), 404, 422))
+def run_get(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """One run: status and progress, then its metrics, equity curve and trades."""
+    require_role(request, Role.VIEWER)
+    return {"data": run_detail_out(selectors.backtest_run_get(run_id=run_id))}
+
+
+@router.post("/{run_id}/cancel", response=responses(200, Data(RunOut), 403, 404, 409, 422))
+def run_cancel(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """Cancel a queued run, or ask a running one to stop."""
+    from backtests.services import backtest_run_cancel
+
+    require_role(request, Role.OPERATOR)
+    run = backtest_run_cancel(run=selectors.backtest_run_get(run_id=run_id))
+    return {"data": run_out(run)}
+
+
+# --- /v1/walk-forward -------------------------------------------------------------------
+
+
+class WalkForwardOut(Schema):
+    id: int
+    strategy_id: int | None
+    strategy_name: str
+    strategy_version: int | None
+    status: str
+    progress: float
+    tasks_done: int
+    tasks_total: int
+    symbols: list[str]
+    timeframe: str
+    wf_config: dict[str, Any]
+    error_message: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class WindowOut(Schema):
+    index: int
+    in_sample_start: datetime
+    in_sample_end: datetime
+    out_of_sample_start: datetime
+    out_of_sample_end: datetime
+    best_params: dict[str, Any] | None
+    in_sample_metrics: dict[str, Any] | None
+    out_of_sample_metrics: dict[str, Any] | None
+    in_sample_trades: int | None
+    out_of_sample_trades: int | None
+    flag: str
+
+
+class WalkForwardDetailOut(WalkForwardOut):
+    backtest_config: dict[str, Any]
+    result: dict[str, Any] | None
+    equity_curve: list[Any]
+    windows: list[WindowOut]
+    report_html_url: str | None
+
+
+class WalkForwardFilters(PageParams):
+    strategy_id: int | None = Field(None, ge=1)
+    status: RunStatusName | None = None
+
+
+class WalkForwardIn(Schema):
+    strategy_id: int = Field(ge=1)
+    in_sample_days: int = Field(ge=1, le=100_000)
+    out_of_sample_days: int = Field(ge=1, le=100_000)
+    step_days: int = Field(ge=1, le=100_000)
+    window_type: Literal["rolling", "anchored"] = "rolling"
+    parameter_grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description='e.g. {"fast_period": [5, 10], "slow_period": [30, 50]}'
+    )
+    objective: str = Field("sharpe", max_length=40)
+    min_trades_required: int = Field(1, ge=0, le=100_000)
+    start: date | None = None
+    end: date | None = None
+    symbols: list[str] | None = Field(None, max_length=100)
+    initial_capital: Decimal = Field(Decimal("100000"), gt=0, max_digits=20, decimal_places=2)
+    commission_per_trade: Decimal = Field(Decimal("1.00"), ge=0, max_digits=12, decimal_places=4)
+    slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
+
+
+def walk_forward_out(run: WalkForwardRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "strategy_id": run.strategy_id,
+        "strategy_name": str(
+            run.strategy_config.get("name") or (run.strategy and run.strategy.name)
+        ),
+        "strategy_version": run.strategy_version.number if run.strategy_version else None,
+        "status": run.status,
+        "progress": run.progress,
+        "tasks_done": run.tasks_done,
+        "tasks_total": run.tasks_total,
+        "symbols": list(run.symbols or []),
+        "timeframe": run.timeframe,
+        "wf_config": run.wf_config or {},
+        "error_message": run.error_message,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def walk_forward_detail_out(run: WalkForwardRun) -> dict[str, Any]:
+    windows = selectors.walk_forward_windows(run=run)
+    return {
+        **walk_forward_out(run),
+        "backtest_config": run.backtest_config or {},
+        "result": run.result,
+        "equity_curve": run.equity_curve or [],
+        "windows": [
+            {
+                "index": w.index,
+                "in_sample_start": w.in_sample_start,
+                "in_sample_end": w.in_sample_end,
+                "out_of_sample_start": w.out_of_sample_start,
+                "out_of_sample_end": w.out_of_sample_end,
+                "best_params": w.best_params,
+                "in_sample_metrics": w.in_sample_metrics,
+                "out_of_sample_metrics": w.out_of_sample_metrics,
+                "in_sample_trades": w.in_sample_trades,
+                "out_of_sample_trades": w.out_of_sample_trades,
+                "flag": w.flag,
+            }
+            for w in windows
+        ],
+        "report_html_url": (
+            f"/backtests/walk-forward/{run.pk}/report.html" if run.report_html else None
+        ),
+    }
+
+
+@walk_forward_router.get("", response=responses(200, Page(WalkForwardOut), 422))
+def walk_forward_list(request: HttpRequest, filters: Query[WalkForwardFilters]) -> dict[str, Any]:
+    """Walk-forward runs, newest first."""
+    require_role(request, Role.VIEWER)
+    queryset = selectors.walk_forward_runs_list(
+        strategy_id=filters.strategy_id, status=filters.status
+    )
+    return paginate(queryset, filters, lambda rows: [walk_forward_out(r) for r in rows])
+
+
+@walk_forward_router.post("", response=responses(202, Data(Accepted), 403, 404, 409, 422))
+def walk_forward_start(
+    request: HttpRequest, response: HttpResponse, payload: WalkForwardIn
+) -> Status[Any]:
+    """Check and queue a walk-forward run (windows fan out over the Celery workers)."""
+    from backtests.engine import BacktestConfig
+    from backtests.engine.walkforward import WalkForwardConfig
+    from backtests.walkforward_services import walk_forward_run_create, walk_forward_run_submit
+
+    principal = require_role(request, Role.OPERATOR)
+    strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    version = strategy_version_get(strategy=strategy)
+    wf_config = WalkForwardConfig(
+        in_sample_days=payload.in_sample_days,
+        out_of_sample_days=payload.out_of_sample_days,
+        step_days=payload.step_days,
+        window_type=payload.window_type,  # type: ignore[arg-type]
+        parameter_grid=payload.parameter_grid,
+        objective=payload.objective,  # type: ignore[arg-type]
+        min_trades_required=payload.min_trades_required,
+    )
+    config = BacktestConfig(
+        initial_capital=payload.initial_capital,
+        commission_per_trade=payload.commission_per_trade,
+        slippage_bps=payload.slippage_bps,
+        start_date=_day(payload.start),
+        end_date=_day(payload.end, end=True),
+    )
+    with transaction.atomic():
+        run = walk_forward_run_create(
+            strategy_version=version,
+            wf_config=wf_config,
+            backtest_config=config,
+            symbols=tuple(s.strip().upper() for s in payload.symbols) if payload.symbols else None,
+            requested_by=acting_user(principal),
+        )
+        walk_forward_run_submit(run=run)
+    url = f"/v1/walk-forward/{run.pk}"
+    response["Location"] = url
+    return Status(202, {"data": {"id": run.pk, "status": run.status, "url": url}})
+
+
+@walk_forward_router.get("/{run_id}", response=responses(200, Data(WalkForwardDetailOut), 404, 422))
+def walk_forward_get(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """One walk-forward run: progress, windows with their best parameters, the stitched
+    out-of-sample result."""
+    require_role(request, Role.VIEWER)
+    return {"data": walk_forward_detail_out(selectors.walk_forward_run_get(run_id=run_id))}
+
+
+@walk_forward_router.post(
+    "/{run_id}/cancel", response=responses(200, Data(WalkForwardOut), 403, 404, 409, 422)
+)
+def walk_forward_cancel(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    from backtests.walkforward_services import walk_forward_run_cancel
+
+    require_role(request, Role.OPERATOR)
+    run = walk_forward_run_cancel(run=selectors.walk_forward_run_get(run_id=run_id))
+    return {"data": walk_forward_out(run)}

@@ -1,0 +1,269 @@
+"""The REST API ``/v1``: one django-ninja router per app, registered here.
+
+Every response is ``{"data": ...}`` (lists add ``"pagination"``); every error is
+``{"error": {"code", "message", "details"}}`` with its HTTP status, mapped once here from the
+``ApplicationError`` hierarchy and from ninja's own errors. OpenAPI at ``/v1/openapi.json``,
+Swagger UI at ``/v1/docs`` (served from the ninja package: no CDN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import structlog
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, Throttled
+from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import create_model
+
+from quant.auth import API_AUTH, api_throttles
+from quant.core.errors import ApplicationError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+# --- Shapes shared by every router --------------------------------------------------------
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(Schema):
+    error: ErrorBody
+
+
+class PageMeta(Schema):
+    page: int
+    per_page: int
+    total: int
+    total_pages: int
+
+
+class PageParams(Schema):
+    page: int = Field(1, ge=1, le=100_000, description="1-based page number")
+    per_page: int = Field(50, ge=1, le=500, description="rows per page (at most 500)")
+
+
+_envelopes: dict[tuple[str, str], type[Schema]] = {}
+
+
+def Data(schema: Any, name: str | None = None) -> Any:
+    """The ``{"data": schema}`` envelope model."""
+    key = ("data", name or _name(schema))
+    if key not in _envelopes:
+        _envelopes[key] = create_model(  # type: ignore[call-overload]
+            f"{key[1]}Response", __base__=Schema, data=(schema, ...)
+        )
+    return _envelopes[key]
+
+
+def Page(schema: Any) -> Any:
+    """The ``{"data": [schema], "pagination": PageMeta}`` envelope model."""
+    key = ("page", _name(schema))
+    if key not in _envelopes:
+        _envelopes[key] = create_model(  # type: ignore[call-overload]
+            f"{key[1]}Page", __base__=Schema, data=(list[schema], ...), pagination=(PageMeta, ...)
+        )
+    return _envelopes[key]
+
+
+def _name(schema: Any) -> str:
+    name = getattr(schema, "__name__", None)
+    if not name:
+        raise TypeError(f"give a name for the envelope of {schema!r}")
+    return str(name).removesuffix("Out")
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """Money and quantities travel as JSON strings, exact and without trailing zeros."""
+    if value is None:
+        return None
+    text = format(value.normalize(), "f") if value else "0"
+    return text
+
+
+def errors(*statuses: int) -> dict[int, Any]:
+    """Documented error responses of an operation (401 and 429 always apply)."""
+    return {status: ErrorResponse for status in sorted({401, 429, *statuses})}
+
+
+def responses(status: int, schema: Any, *error_statuses: int) -> dict[int, Any]:
+    return {status: schema, **errors(*error_statuses)}
+
+
+def paginate(
+    queryset: QuerySet[Any] | Sequence[Any],
+    params: PageParams,
+    serialize: Callable[[Iterable[Any]], list[Any]] | None = None,
+) -> dict[str, Any]:
+    """One COUNT and one page query, whatever the page size (plus what ``serialize`` reads
+    for the page as a whole)."""
+    total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
+    offset = (params.page - 1) * params.per_page
+    rows = list(queryset[offset : offset + params.per_page])
+    return {
+        "data": serialize(rows) if serialize else rows,
+        "pagination": {
+            "page": params.page,
+            "per_page": params.per_page,
+            "total": total,
+            "total_pages": max(1, math.ceil(total / params.per_page)),
+        },
+    }
+
+
+# --- The API and its error mapping ------------------------------------------------------
+
+api = NinjaAPI(
+    title="Quant platform API",
+    version="1",
+    description=(
+        "Market data, strategies, backtests, walk-forward validation, models, paper and live "
+        "trading, risk controls and alerts. Sign in with `POST /v1/auth/login` and send "
+        "`Authorization: Bearer <access_token>`."
+    ),
+    urls_namespace="v1",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    auth=API_AUTH,
+    throttle=api_throttles(),
+)
+
+
+def error_response(
+    request: HttpRequest,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> HttpResponse:
+    body = {
+        "error": {
+            "code": code or CODES.get(status, "error"),
+            "message": message,
+            "details": _jsonable(details or {}),
+        }
+    }
+    return api.create_response(request, body, status=status)
+
+
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic error contexts may hold exceptions or Decimals: make them plain JSON."""
+    result: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return result
+
+
+@api.exception_handler(ApplicationError)
+def _application_error(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    response = error_response(
+        request, exc.http_status, exc.message, code=exc.code, details=exc.details
+    )
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+@api.exception_handler(NinjaValidationError)
+def _request_invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    problems = []
+    for item in exc.errors:
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    message = "; ".join(problems) or "the request is not valid"
+    return error_response(request, 422, message, details={"problems": problems})
+
+
+@api.exception_handler(Throttled)
+def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    wait = math.ceil(exc.wait) if exc.wait else 60
+    return error_response(
+        request,
+        429,
+        f"too many requests: try again in {wait} s",
+        details={"retry_after": wait},
+    )
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return error_response(
+        request, 401, "sign in first: send `Authorization: Bearer <access token>`"
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, 404, str(exc) or "not found")
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def _does_not_exist(request: HttpRequest, exc: ObjectDoesNotExist) -> HttpResponse:
+    return error_response(request, 404, str(exc) or "not found")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("api.unhandled_error", path=request.path, method=request.method)
+    return error_response(
+        request,
+        500,
+        "internal error: the request was not completed (details are in the server log)",
+        details={"type": type(exc).__name__},
+    )
+
+
+def _register() -> None:
+    from backtests.api import router as backtests_router
+    from backtests.api import walk_forward_router
+    from monitoring.api import alerts_router, health_router, metrics_router
+    from quant.api_routers import auth_router, models_router, strategies_router
+    from risk.api import controls_router, risk_router
+    from trading.api import orders_router, positions_router
+
+    api.add_router("/auth", auth_router)
+    api.add_router("/health", health_router)
+    api.add_router("/metrics", metrics_router)
+    api.add_router("/strategies", strategies_router)
+    api.add_router("/positions", positions_router)
+    api.add_router("/orders", orders_router)
+    api.add_router("/runs", backtests_router)
+    api.add_router("/walk-forward", walk_forward_router)
+    api.add_router("/models", models_router)
+    api.add_router("/alerts", alerts_router)
+    api.add_router("/controls", controls_router)
+    api.add_router("/risk", risk_router)
+
+
+_register()

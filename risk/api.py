@@ -1,0 +1,360 @@
+"""``/v1/controls`` (kill switch, mode transitions, approvals) and ``/v1/risk`` (limits and
+their approval): the risk app's routers, over the same services as the admin and commands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema, Status
+
+from quant.api import Data, Page, PageParams, paginate, responses
+from quant.api_routers import ApprovalOut, acting_user, approval_out
+from quant.auth import Role, require_role
+from quant.core.errors import ConflictError, NotFoundError, ValidationError
+from quant.models import ApprovalKind, StrategyMode
+from risk import selectors
+from risk.models import KillSwitchState, RiskLimitChange
+
+controls_router = Router(tags=["controls"])
+risk_router = Router(tags=["risk"])
+
+
+def _username(user: Any) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+# --- kill switch ------------------------------------------------------------------------
+
+
+class KillSwitchOut(Schema):
+    scope: str
+    strategy_id: int | None
+    strategy_name: str | None
+    active: bool
+    mode: str
+    reason: str
+    source: str
+    activated_by: str | None
+    activated_at: datetime | None
+    deactivated_by: str | None
+    deactivated_at: datetime | None
+    updated_at: datetime
+
+
+class KillSwitchIn(Schema):
+    action: Literal["activate", "deactivate"]
+    scope: str = Field(
+        "global", min_length=1, max_length=100, description="global, or a strategy id or name"
+    )
+    reason: str = Field("", max_length=2000, description="required to activate")
+    flatten: bool = Field(False, description="also close every position (activate)")
+    admin_code: str = Field("", max_length=256, description="required to deactivate")
+
+
+def kill_switch_out(state: KillSwitchState) -> dict[str, Any]:
+    return {
+        "scope": state.label,
+        "strategy_id": state.strategy_id,
+        "strategy_name": state.strategy.name if state.strategy_id else None,
+        "active": state.active,
+        "mode": state.mode,
+        "reason": state.reason,
+        "source": state.source,
+        "activated_by": _username(state.activated_by),
+        "activated_at": state.activated_at,
+        "deactivated_by": _username(state.deactivated_by),
+        "deactivated_at": state.deactivated_at,
+        "updated_at": state.updated_at,
+    }
+
+
+@controls_router.get(
+    "/kill-switch", response=responses(200, Data(list[KillSwitchOut], "KillSwitchList"))
+)
+def kill_switch_status(request: HttpRequest) -> dict[str, Any]:
+    """Every kill-switch state: the global one first."""
+    require_role(request, Role.VIEWER)
+    return {"data": [kill_switch_out(s) for s in selectors.killswitch_status()]}
+
+
+@controls_router.post(
+    "/kill-switch", response=responses(200, Data(KillSwitchOut), 403, 404, 409, 422)
+)
+def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, Any]:
+    """Activate (operator; a reason is required) or deactivate (admin, with the admin code)
+    the kill switch of one scope. A wrong admin code is refused with 403 and audited."""
+    from risk.services import killswitch_activate, killswitch_deactivate
+
+    if payload.action == "activate":
+        principal = require_role(request, Role.OPERATOR)
+        state = killswitch_activate(
+            scope=payload.scope,
+            reason=payload.reason,
+            flatten=payload.flatten,
+            user=acting_user(principal),
+        )
+    else:
+        principal = require_role(request, Role.ADMIN)
+        state = killswitch_deactivate(
+            admin_code=payload.admin_code, scope=payload.scope, user=acting_user(principal)
+        )
+    state = KillSwitchState.objects.select_related(
+        "strategy", "activated_by", "deactivated_by"
+    ).get(pk=state.pk)
+    return {"data": kill_switch_out(state)}
+
+
+# --- mode transitions and approvals -----------------------------------------------------
+
+
+class ModeTransitionIn(Schema):
+    strategy_id: int = Field(ge=1)
+    to_mode: Literal["research", "paper", "live"]
+    reason: str = Field(min_length=1, max_length=2000)
+    backtest_run_ids: list[int] | None = Field(
+        None, max_length=100, description="evidence for research → paper (default: recent runs)"
+    )
+
+
+class ModeTransitionOut(Schema):
+    strategy_id: int
+    from_mode: str
+    to_mode: str
+    mode: str
+    status: Literal["applied", "pending_approval"]
+    approval: ApprovalOut | None
+
+
+class DecisionIn(Schema):
+    approve: bool
+    note: str = Field("", max_length=2000)
+
+
+class ApprovalFilters(PageParams):
+    status: Literal["pending", "approved", "rejected", "withdrawn"] | None = None
+    strategy_id: int | None = Field(None, ge=1)
+
+
+ORDER = [StrategyMode.RESEARCH, StrategyMode.PAPER, StrategyMode.LIVE]
+PROMOTION_KIND = {
+    (StrategyMode.RESEARCH, StrategyMode.PAPER): ApprovalKind.PROMOTE_PAPER,
+    (StrategyMode.PAPER, StrategyMode.LIVE): ApprovalKind.PROMOTE_LIVE,
+}
+
+
+@controls_router.post(
+    "/mode-transition",
+    response={
+        **responses(200, Data(ModeTransitionOut), 403, 404, 409, 422),
+        202: Data(ModeTransitionOut),
+    },
+)
+def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[Any]:
+    """Move a strategy between research, paper and live (admin). A demotion applies at once
+    (200); a promotion opens an approval request that a second admin decides (202), with its
+    evidence: backtest runs for paper, paper results for live. One gate at a time."""
+    from quant.approvals import approval_request, strategy_demote
+    from quant.selectors import strategy_by_id
+
+    principal = require_role(request, Role.ADMIN)
+    strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    current, target = StrategyMode(strategy.mode), StrategyMode(payload.to_mode)
+    user = acting_user(principal)
+    base = {"strategy_id": strategy.pk, "from_mode": current.value, "to_mode": target.value}
+    if current == target:
+        raise ConflictError(f"strategy {strategy.name} is already in {current.value} mode")
+    if ORDER.index(target) < ORDER.index(current):
+        demoted = strategy_demote(
+            strategy=strategy, to_mode=target, user=user, reason=payload.reason
+        )
+        return Status(
+            200, {"data": {**base, "mode": demoted.mode, "status": "applied", "approval": None}}
+        )
+    kind = PROMOTION_KIND.get((current, target))
+    if kind is None:
+        raise ConflictError(
+            f"{current.value} → {target.value} skips a gate: promote to paper first",
+            details={"from_mode": current.value, "to_mode": target.value},
+        )
+    approval = approval_request(
+        strategy=strategy,
+        kind=kind,
+        user=user,
+        note=payload.reason,
+        backtest_run_ids=payload.backtest_run_ids,
+    )
+    from quant.selectors import approval_get
+
+    return Status(
+        202,
+        {
+            "data": {
+                **base,
+                "mode": current.value,
+                "status": "pending_approval",
+                "approval": approval_out(approval_get(approval_id=approval.pk)),
+            }
+        },
+    )
+
+
+@controls_router.get("/approvals", response=responses(200, Page(ApprovalOut), 422))
+def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dict[str, Any]:
+    """Approval requests (strategy review, promotions), newest first."""
+    from quant.selectors import approvals_list as approvals
+
+    require_role(request, Role.VIEWER)
+    queryset = approvals(status=filters.status, strategy_id=filters.strategy_id)
+    return paginate(queryset, filters, lambda rows: [approval_out(a) for a in rows])
+
+
+@controls_router.post(
+    "/approvals/{approval_id}/decide",
+    response=responses(200, Data(ApprovalOut), 403, 404, 409, 422),
+)
+def approval_decide(request: HttpRequest, approval_id: int, payload: DecisionIn) -> dict[str, Any]:
+    """Approve (and apply) or reject a pending request (admin; not the requester)."""
+    from quant.approvals import approval_decide as decide
+    from quant.selectors import approval_get
+
+    principal = require_role(request, Role.ADMIN)
+    approval = approval_get(approval_id=approval_id)
+    decide(
+        approval=approval, user=acting_user(principal), approve=payload.approve, note=payload.note
+    )
+    return {"data": approval_out(approval_get(approval_id=approval_id))}
+
+
+# --- /v1/risk: limits -------------------------------------------------------------------
+
+
+class LimitsOut(Schema):
+    platform: dict[str, str]
+    strategies: list[dict[str, Any]]
+    pending_changes: list[dict[str, Any]]
+
+
+class LimitChangeOut(Schema):
+    id: int
+    scope: str
+    strategy_id: int | None
+    strategy_name: str | None
+    values: dict[str, Any]
+    previous_values: dict[str, Any]
+    reason: str
+    status: str
+    requested_by: str | None
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+
+
+class LimitChangeIn(Schema):
+    scope: Literal["platform", "strategy"]
+    strategy_id: int | None = Field(None, ge=1)
+    values: dict[str, Decimal | int] = Field(min_length=1, description="new value per limit name")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def _plain(values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items()}
+
+
+def limit_change_out(change: RiskLimitChange) -> dict[str, Any]:
+    return {
+        "id": change.pk,
+        "scope": change.scope,
+        "strategy_id": change.strategy_id,
+        "strategy_name": change.strategy.name if change.strategy_id else None,
+        "values": change.values,
+        "previous_values": change.previous_values,
+        "reason": change.reason,
+        "status": change.status,
+        "requested_by": _username(change.requested_by),
+        "requested_at": change.requested_at,
+        "decided_by": _username(change.decided_by),
+        "decided_at": change.decided_at,
+        "decision_note": change.decision_note,
+    }
+
+
+def _change(change_id: int) -> RiskLimitChange:
+    change = (
+        RiskLimitChange.objects.select_related("strategy", "requested_by", "decided_by")
+        .filter(pk=change_id)
+        .first()
+    )
+    if change is None:
+        raise NotFoundError(f"no limit change with id {change_id}")
+    return change
+
+
+@risk_router.get("/limits", response=responses(200, Data(LimitsOut)))
+def limits(request: HttpRequest) -> dict[str, Any]:
+    """The platform limits in force, each strategy's stored limits and the pending changes."""
+    from dataclasses import asdict
+
+    from risk.models import StrategyRiskLimit
+
+    require_role(request, Role.VIEWER)
+    rows = StrategyRiskLimit.objects.select_related("strategy").order_by("strategy__name")
+    return {
+        "data": {
+            "platform": _plain(asdict(selectors.limits_current())),
+            "strategies": [
+                {
+                    "strategy_id": r.strategy_id,
+                    "strategy_name": r.strategy.name,
+                    **_plain(asdict(r.as_limits())),
+                }
+                for r in rows
+            ],
+            "pending_changes": [
+                limit_change_out(c)
+                for c in selectors.limit_changes_pending().select_related("decided_by")
+            ],
+        }
+    }
+
+
+@risk_router.post("/limit-changes", response=responses(201, Data(LimitChangeOut), 403, 404, 422))
+def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status[Any]:
+    """Ask for new limits (admin); a second admin approves before they apply."""
+    from quant.selectors import strategy_by_id
+    from risk.services import limit_change_request as request_change
+
+    principal = require_role(request, Role.ADMIN)
+    if payload.scope == "strategy" and payload.strategy_id is None:
+        raise ValidationError("strategy_id: strategy limits need a strategy")
+    strategy = strategy_by_id(strategy_id=payload.strategy_id) if payload.strategy_id else None
+    change = request_change(
+        user=acting_user(principal),
+        scope=payload.scope,
+        strategy=strategy,
+        values=payload.values,
+        reason=payload.reason,
+    )
+    return Status(201, {"data": limit_change_out(_change(change.pk))})
+
+
+@risk_router.post(
+    "/limit-changes/{change_id}/decide",
+    response=responses(200, Data(LimitChangeOut), 403, 404, 409, 422),
+)
+def limit_change_decide(
+    request: HttpRequest, change_id: int, payload: DecisionIn
+) -> dict[str, Any]:
+    """Approve (and apply at once) or reject a pending limit change (admin; not the requester)."""
+    from risk.services import limit_change_approve, limit_change_reject
+
+    principal = require_role(request, Role.ADMIN)
+    change, user = _change(change_id), acting_user(principal)
+    if payload.approve:
+        limit_change_approve(change=change, user=user, note=payload.note)
+    else:
+        limit_change_reject(change=change, user=user, note=payload.note)
+    return {"data": limit_change_out(_change(change_id))}

@@ -1,0 +1,296 @@
+"""``/v1/positions`` and ``/v1/orders``: the trading app's routers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema, Status
+
+from quant.api import Data, Page, PageParams, decimal_text, paginate, responses
+from quant.api_routers import acting_user
+from quant.auth import Role, require_role
+from quant.core.errors import ApplicationError, ValidationError
+from trading import selectors
+from trading.core.fsm import OrderStatus
+from trading.models import Order, Position
+
+positions_router = Router(tags=["positions"])
+orders_router = Router(tags=["orders"])
+
+Mode = Literal["paper", "live"]
+Status_ = Literal[
+    "pending", "submitted", "partially_filled", "filled", "rejected", "cancelled", "expired"
+]
+
+
+class PositionOut(Schema):
+    id: int
+    strategy_id: int
+    strategy_name: str
+    mode: str
+    symbol: str
+    quantity: str
+    avg_price: str
+    last_price: str | None
+    market_value: str | None
+    unrealized_pnl: str | None
+    realized_pnl: str
+    last_fill_at: datetime | None
+    updated_at: datetime
+
+
+class OrderOut(Schema):
+    id: int
+    client_order_id: str
+    broker_order_id: str
+    strategy_id: int
+    strategy_name: str
+    mode: str
+    broker: str
+    symbol: str
+    side: str
+    order_type: str
+    time_in_force: str
+    quantity: str
+    filled_quantity: str
+    avg_fill_price: str | None
+    limit_price: str | None
+    stop_price: str | None
+    commission: str
+    status: str
+    source: str
+    reason: str
+    reject_reason: str
+    created_at: datetime
+    submitted_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+
+
+class FillOut(Schema):
+    id: int
+    broker_fill_id: str
+    quantity: str
+    price: str
+    commission: str
+    ts: datetime
+
+
+class OrderDetailOut(OrderOut):
+    fills: list[FillOut]
+
+
+class PositionDetailOut(PositionOut):
+    entry_orders: list[OrderOut]
+
+
+class PositionFilters(PageParams):
+    strategy_id: int | None = Field(None, ge=1)
+    symbol: str | None = Field(None, max_length=32)
+    mode: Mode | None = None
+
+
+class OrderFilters(PageParams):
+    strategy_id: int | None = Field(None, ge=1)
+    status: Status_ | None = None
+    mode: Mode | None = None
+    symbol: str | None = Field(None, max_length=32)
+    from_date: date | None = Field(None, description="first day included (UTC)")
+    to_date: date | None = Field(None, description="last day included (UTC)")
+
+
+class OrderIn(Schema):
+    strategy_id: int = Field(ge=1)
+    symbol: str = Field(min_length=1, max_length=32)
+    side: Literal["buy", "sell"]
+    quantity: Decimal = Field(gt=0, max_digits=20, decimal_places=6)
+    mode: Mode | None = Field(None, description="default: the strategy's mode")
+    limit_price: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=6)
+    stop_distance: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=6)
+    reason: str = Field("manual order (API)", max_length=200)
+
+
+class RiskRejected(ApplicationError):
+    """The risk gateway refused the order: its reason goes to the caller verbatim."""
+
+    code = "risk_rejected"
+    http_status = 422
+
+
+def position_out(valued: selectors.PositionValue) -> dict[str, Any]:
+    p = valued.position
+    return {
+        "id": p.pk,
+        "strategy_id": p.strategy_id,
+        "strategy_name": p.strategy.name,
+        "mode": p.mode,
+        "symbol": p.symbol,
+        "quantity": decimal_text(p.quantity),
+        "avg_price": decimal_text(p.avg_price),
+        "last_price": decimal_text(valued.last_price),
+        "market_value": decimal_text(valued.market_value),
+        "unrealized_pnl": decimal_text(valued.unrealized_pnl),
+        "realized_pnl": decimal_text(p.realized_pnl),
+        "last_fill_at": p.last_fill_at,
+        "updated_at": p.updated_at,
+    }
+
+
+def positions_out(rows: list[Position]) -> list[dict[str, Any]]:
+    return [position_out(v) for v in selectors.positions_valued(rows)]
+
+
+def order_out(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.pk,
+        "client_order_id": order.client_order_id,
+        "broker_order_id": order.broker_order_id,
+        "strategy_id": order.strategy_id,
+        "strategy_name": order.strategy.name,
+        "mode": order.mode,
+        "broker": order.broker,
+        "symbol": order.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "time_in_force": order.time_in_force,
+        "quantity": decimal_text(order.quantity),
+        "filled_quantity": decimal_text(order.filled_quantity),
+        "avg_fill_price": decimal_text(order.avg_fill_price),
+        "limit_price": decimal_text(order.limit_price),
+        "stop_price": decimal_text(order.stop_price),
+        "commission": decimal_text(order.commission),
+        "status": order.status,
+        "source": order.source,
+        "reason": order.reason,
+        "reject_reason": order.reject_reason,
+        "created_at": order.created_at,
+        "submitted_at": order.submitted_at,
+        "closed_at": order.closed_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def order_detail_out(order: Order) -> dict[str, Any]:
+    return {
+        **order_out(order),
+        "fills": [
+            {
+                "id": f.pk,
+                "broker_fill_id": f.broker_fill_id,
+                "quantity": decimal_text(f.quantity),
+                "price": decimal_text(f.price),
+                "commission": decimal_text(f.commission),
+                "ts": f.ts,
+            }
+            for f in selectors.order_fills(order=order)
+        ],
+    }
+
+
+@positions_router.get("", response=responses(200, Page(PositionOut), 422))
+def positions_list(request: HttpRequest, filters: Query[PositionFilters]) -> dict[str, Any]:
+    """Open positions with their newest price, market value and unrealized P&L."""
+    require_role(request, Role.VIEWER)
+    queryset = selectors.positions_list(
+        strategy_id=filters.strategy_id, symbol=filters.symbol, mode=filters.mode
+    )
+    return paginate(queryset, filters, positions_out)
+
+
+@positions_router.get("/{position_id}", response=responses(200, Data(PositionDetailOut), 404, 422))
+def position_get(request: HttpRequest, position_id: int) -> dict[str, Any]:
+    """One position with the orders that filled into it."""
+    require_role(request, Role.VIEWER)
+    position = selectors.position_get(position_id=position_id)
+    orders = selectors.position_orders(position=position)
+    return {
+        "data": {
+            **positions_out([position])[0],
+            "entry_orders": [order_out(o) for o in orders],
+        }
+    }
+
+
+def _day_bounds(filters: OrderFilters) -> tuple[datetime | None, datetime | None]:
+    from datetime import UTC, timedelta
+
+    start = (
+        datetime.combine(filters.from_date, datetime.min.time(), UTC) if filters.from_date else None
+    )
+    end = (
+        datetime.combine(filters.to_date, datetime.min.time(), UTC) + timedelta(days=1)
+        if filters.to_date
+        else None
+    )
+    if start and end and end <= start:
+        raise ValidationError(
+            f"to_date {filters.to_date} is before from_date {filters.from_date}",
+            details={"problems": ["to_date: before from_date"]},
+        )
+    return start, end
+
+
+@orders_router.get("", response=responses(200, Page(OrderOut), 422))
+def orders_list(request: HttpRequest, filters: Query[OrderFilters]) -> dict[str, Any]:
+    """Orders, most recent first."""
+    require_role(request, Role.VIEWER)
+    start, end = _day_bounds(filters)
+    queryset = selectors.orders_list(
+        strategy_id=filters.strategy_id,
+        status=filters.status,
+        mode=filters.mode,
+        symbol=filters.symbol,
+        from_date=start,
+        to_date=end,
+    )
+    return paginate(queryset, filters, lambda rows: [order_out(o) for o in rows])
+
+
+@orders_router.get("/{order_id}", response=responses(200, Data(OrderDetailOut), 404, 422))
+def order_get(request: HttpRequest, order_id: int) -> dict[str, Any]:
+    require_role(request, Role.VIEWER)
+    return {"data": order_detail_out(selectors.order_get(order_id=order_id))}
+
+
+@orders_router.post("", response=responses(201, Data(OrderDetailOut), 403, 404, 409, 422))
+def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+    """A manual order through the risk gateway (operator). A rejection by the gateway answers
+    422 ``risk_rejected`` with the gateway's reason verbatim; the order stays on record."""
+    from quant.models import StrategyMode
+    from quant.selectors import strategy_by_id
+    from trading.brokers import broker_for_mode
+    from trading.models import OrderSource
+    from trading.services.submit import order_submit
+
+    principal = require_role(request, Role.OPERATOR)
+    strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    mode = payload.mode or strategy.mode
+    if mode == StrategyMode.RESEARCH:
+        raise ValidationError(
+            f"strategy {strategy.name} is in research mode: it places no orders "
+            "(promote it to paper first, or give mode=paper)",
+            details={"problems": ["mode: the strategy is in research mode"]},
+        )
+    user = acting_user(principal)
+    order = order_submit(
+        strategy=strategy,
+        mode=mode,
+        broker=broker_for_mode(mode),
+        symbol=payload.symbol,
+        side=payload.side,
+        quantity=payload.quantity,
+        order_type="limit" if payload.limit_price is not None else "market",
+        limit_price=payload.limit_price,
+        stop_distance=payload.stop_distance,
+        source=OrderSource.MANUAL,
+        reason=f"{payload.reason} (by {user.get_username()})"[:200],
+    )
+    if order.status == OrderStatus.REJECTED and order.submit_started_at is None:
+        raise RiskRejected(
+            order.reject_reason,
+            details={"order_id": order.pk, "client_order_id": order.client_order_id},
+        )
+    return Status(201, {"data": order_detail_out(selectors.order_get(order_id=order.pk))})
