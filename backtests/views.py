@@ -1,11 +1,15 @@
-"""Report files of a run, served to signed-in staff (they hold strategy details)."""
+"""Dashboard pages of the runs (list, detail) and the report files of a run, served to
+signed-in staff (they hold strategy details)."""
 
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 
+from backtests import pages
 from backtests.models import BacktestRun, WalkForwardRun
+from quant.dashboard import CRITICAL_MS, NORMAL_MS, Fragment, dashboard_view, render_page
 
 CONTENT_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json"}
 
@@ -32,3 +36,43 @@ def walk_forward_report(request: HttpRequest, run_id: int, kind: str) -> FileRes
     if kind == "json":
         response["Content-Disposition"] = f'attachment; filename="walk-forward-{run.pk}.json"'
     return response
+
+
+# --- dashboard pages ----------------------------------------------------------------------
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+@dashboard_view
+def runs(request: HttpRequest) -> HttpResponse:
+    """Backtest runs with filters, and the form that starts one (operators)."""
+    strategy_id, status = _int(request.GET.get("strategy")), request.GET.get("status") or ""
+    fragments = {
+        "runs": Fragment(
+            "backtests/_runs_table.html",
+            lambda r: pages.runs_filtered(strategy_id=strategy_id, status=status),
+            NORMAL_MS,
+            ("runs",),
+        )
+    }
+    context = {**pages.run_form_choices(), "strategy_id": strategy_id, "status": status}
+    return render_page(request, "backtests/runs.html", fragments, context)
+
+
+@dashboard_view
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One run: status and progress, metrics, charts (equity, drawdown, trades on price)."""
+    run = get_object_or_404(BacktestRun.objects.select_related("strategy", "strategy_version"), pk=run_id)
+    fragments = {
+        "status": Fragment(
+            "backtests/_run_status.html", lambda r: {"run": run}, CRITICAL_MS, ("runs",)
+        ),
+    }
+    return render_page(
+        request,
+        "backtests/run_detail.html",
+        fragments,
+        lambda: {**pages.run_summary(run), "charts": pages.run_charts(run)},
+    )

@@ -1,8 +1,9 @@
-"""Dashboard pages of the market data app."""
+"""Dashboard pages of the market data app (``/marketdata``, url name ``landing``)."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -12,6 +13,7 @@ from marketdata.models import IngestionJob
 from marketdata.selectors import instruments_coverage, quality_latest
 
 
+@login_required
 def landing(request: HttpRequest) -> HttpResponse:
     """Instruments with bar counts, freshness and latest quality status; the latest ingestion
     jobs and backtest runs."""

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.dashboard"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

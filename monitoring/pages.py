@@ -1,0 +1,97 @@
+"""Reads of the dashboard's overview and health pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count
+from django.utils import timezone
+
+from marketdata.selectors import instruments_coverage
+from monitoring.health import platform_health
+from monitoring.models import Alert, AlertSeverity
+from quant.charts import drawdown_figure, equity_figure
+from quant.models import Strategy
+from risk.selectors import admin_code_is_set, killswitch_status
+from trading import pages as trading_pages
+from trading.models import ReconciliationRun, SafeMode, StrategyRuntime
+
+ALERTS_SHOWN = 50
+
+
+def kill_switch_banner() -> dict[str, Any]:
+    states = killswitch_status()
+    active = [s for s in states if s.active]
+    return {
+        "kill_switch": states[0],  # the global one
+        "kill_switches_active": active,
+        "admin_code_set": admin_code_is_set(),
+    }
+
+
+def alerts_active() -> dict[str, Any]:
+    open_alerts = Alert.objects.filter(acknowledged_at__isnull=True)
+    counts = dict(open_alerts.values_list("severity").annotate(n=Count("id")).values_list("severity", "n"))
+    rank = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2}
+    alerts = sorted(
+        open_alerts.order_by("-last_seen")[:ALERTS_SHOWN], key=lambda a: rank.get(a.severity, 3)
+    )
+    return {
+        "alerts": alerts,
+        "alert_counts": {s: counts.get(s, 0) for s in AlertSeverity.values},
+        "alerts_total": sum(counts.values()),
+    }
+
+
+def books() -> dict[str, Any]:
+    return {"books": [trading_pages.book_summary(mode=m) for m in trading_pages.modes_in_use()]}
+
+
+def equity_charts() -> dict[str, Any]:
+    charts = []
+    for mode in trading_pages.modes_in_use():
+        stamps, equity = trading_pages.equity_series(mode=mode)
+        if len(equity) < 2:
+            continue
+        values = [float(e) for e in equity]  # chart coordinates; the tables show the Decimals
+        naive = [ts.replace(tzinfo=None) for ts in stamps]
+        charts.append(
+            {"id": f"equity-{mode}", "script_id": f"figure-equity-{mode}",
+             "figure": equity_figure(naive, values, title=f"Account equity ({mode})")}
+        )
+        charts.append(
+            {"id": f"drawdown-{mode}", "script_id": f"figure-drawdown-{mode}",
+             "figure": drawdown_figure(naive, values)}
+        )
+    return {"equity_charts": charts}
+
+
+def positions_open() -> dict[str, Any]:
+    return {"position_rows": trading_pages.open_positions()}
+
+
+def orders_recent() -> dict[str, Any]:
+    return {"orders": trading_pages.orders_recent(limit=10)}
+
+
+def manual_order_choices() -> dict[str, Any]:
+    return {
+        "order_strategies": list(
+            Strategy.objects.filter(is_active=True).order_by("name").values("pk", "name", "mode", "symbols")
+        ),
+    }
+
+
+def health() -> dict[str, Any]:
+    now = timezone.now()
+    coverage = instruments_coverage(now=now)
+    return {
+        "components": platform_health(),
+        "checked_at": now,
+        "safe_modes": list(SafeMode.objects.order_by("mode")),
+        "reconciliations": list(ReconciliationRun.objects.order_by("-started_at")[:10]),
+        "runtimes": list(StrategyRuntime.objects.select_related("strategy").order_by("strategy__name", "mode")),
+        "coverage_total": len(coverage),
+        "coverage_stale": [c for c in coverage if c.bar_count and c.freshness.is_stale],
+        "coverage_empty": [c for c in coverage if not c.bar_count],
+    }
