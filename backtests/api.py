@@ -99,9 +99,7 @@ def run_out(run: BacktestRun) -> dict[str, Any]:
         "id": run.pk,
         "run_type": "backtest",
         "strategy_id": run.strategy_id,
-        "strategy_name": str(
-            run.strategy_config.get("name") or (run.strategy and run.strategy.name)
-        ),
+        "strategy_name": run.strategy.name if run.strategy else "",
         "strategy_version": run.strategy_version.number if run.strategy_version else None,
         "status": run.status,
         "progress": run.progress,
@@ -289,9 +287,7 @@ def walk_forward_out(run: WalkForwardRun) -> dict[str, Any]:
     return {
         "id": run.pk,
         "strategy_id": run.strategy_id,
-        "strategy_name": str(
-            run.strategy_config.get("name") or (run.strategy and run.strategy.name)
-        ),
+        "strategy_name": run.strategy.name if run.strategy else "",
         "strategy_version": run.strategy_version.number if run.strategy_version else None,
         "status": run.status,
         "progress": run.progress,

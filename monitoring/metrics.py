@@ -143,12 +143,8 @@ def metrics_summary(*, period: str, mode: str, now: datetime | None = None) -> d
         "end": now,
         "start_equity": start_equity,
         "end_equity": end_equity,
-        "total_pnl": (end_equity - start_equity) if curve else None,
-        "return_pct": (
-            ((end_equity / start_equity - 1) * 100).quantize(Decimal("0.0001"))
-            if curve and start_equity
-            else None
-        ),
+        "total_pnl": _difference(start_equity, end_equity),
+        "return_pct": _return_pct(start_equity, end_equity),
         "realized_pnl": sum((s.realized_pnl for s in strategies), ZERO),
         "commission": sum((s.commission for s in strategies), ZERO),
         "sharpe": ratios.sharpe,
@@ -165,3 +161,13 @@ def metrics_summary(*, period: str, mode: str, now: datetime | None = None) -> d
         "drawdown_curve": [(t, d.quantize(Decimal("0.0001"))) for t, d in drawdown_curve],
         "strategies": strategies,
     }
+
+
+def _difference(start: Decimal | None, end: Decimal | None) -> Decimal | None:
+    return None if start is None or end is None else end - start
+
+
+def _return_pct(start: Decimal | None, end: Decimal | None) -> Decimal | None:
+    if start is None or end is None or not start:
+        return None
+    return ((end / start - 1) * 100).quantize(Decimal("0.0001"))

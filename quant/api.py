@@ -76,9 +76,7 @@ def Data(schema: Any, name: str | None = None) -> Any:
     """The ``{"data": schema}`` envelope model."""
     key = ("data", name or _name(schema))
     if key not in _envelopes:
-        _envelopes[key] = create_model(  # type: ignore[call-overload]
-            f"{key[1]}Response", __base__=Schema, data=(schema, ...)
-        )
+        _envelopes[key] = create_model(f"{key[1]}Response", __base__=Schema, data=(schema, ...))
     return _envelopes[key]
 
 
@@ -86,7 +84,7 @@ def Page(schema: Any) -> Any:
     """The ``{"data": [schema], "pagination": PageMeta}`` envelope model."""
     key = ("page", _name(schema))
     if key not in _envelopes:
-        _envelopes[key] = create_model(  # type: ignore[call-overload]
+        _envelopes[key] = create_model(
             f"{key[1]}Page", __base__=Schema, data=(list[schema], ...), pagination=(PageMeta, ...)
         )
     return _envelopes[key]
@@ -108,8 +106,9 @@ def decimal_text(value: Decimal | None) -> str | None:
 
 
 def errors(*statuses: int) -> dict[int, Any]:
-    """Documented error responses of an operation (401 and 429 always apply)."""
-    return {status: ErrorResponse for status in sorted({401, 429, *statuses})}
+    """Documented error responses of an operation: a malformed request (400), no or a bad
+    token (401), invalid parameters (422) and the rate limit (429) apply to every one."""
+    return {status: ErrorResponse for status in sorted({400, 401, 422, 429, *statuses})}
 
 
 def responses(status: int, schema: Any, *error_statuses: int) -> dict[int, Any]:

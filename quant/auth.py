@@ -77,7 +77,7 @@ class Principal:
 
 
 def _group_exists(name: str) -> Exists:
-    groups = get_user_model().groups.through  # type: ignore[attr-defined]
+    groups = get_user_model().groups.through
     return Exists(groups.objects.filter(user_id=OuterRef("pk"), group__name=name))
 
 

@@ -58,7 +58,7 @@ def kill_switch_out(state: KillSwitchState) -> dict[str, Any]:
     return {
         "scope": state.label,
         "strategy_id": state.strategy_id,
-        "strategy_name": state.strategy.name if state.strategy_id else None,
+        "strategy_name": state.strategy.name if state.strategy else None,
         "active": state.active,
         "mode": state.mode,
         "reason": state.reason,
@@ -269,7 +269,7 @@ def limit_change_out(change: RiskLimitChange) -> dict[str, Any]:
         "id": change.pk,
         "scope": change.scope,
         "strategy_id": change.strategy_id,
-        "strategy_name": change.strategy.name if change.strategy_id else None,
+        "strategy_name": change.strategy.name if change.strategy else None,
         "values": change.values,
         "previous_values": change.previous_values,
         "reason": change.reason,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -139,7 +140,7 @@ def position_out(valued: selectors.PositionValue) -> dict[str, Any]:
     }
 
 
-def positions_out(rows: list[Position]) -> list[dict[str, Any]]:
+def positions_out(rows: Iterable[Position]) -> list[dict[str, Any]]:
     return [position_out(v) for v in selectors.positions_valued(rows)]
 
 

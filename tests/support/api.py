@@ -124,10 +124,10 @@ def trading_world(*, positions: int = 3, orders: int = 5, prices: bool = True) -
         )
     run = BacktestRun.objects.create(
         strategy=strategy,
-        strategy_version=strategy.current_version,
+        strategy_version=strategy.current_version,  # type: ignore[misc]
         status=RunStatus.SUCCEEDED,
         progress=1.0,
-        strategy_config=strategy.current_version.config,
+        strategy_config=strategy.current_version.config,  # type: ignore[union-attr]
         backtest_config={"initial_capital": "100000"},
         symbols=["SPY"],
         timeframe="1Day",
