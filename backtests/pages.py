@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 from django.utils.dateparse import parse_datetime
 
@@ -18,6 +19,8 @@ from quant.models import Strategy
 
 RUNS_SHOWN = 100
 TRADES_SHOWN = 500
+# metrics whose sign is good or bad news (coloured); a drawdown is a size, not a gain
+SIGNED_METRICS = {"total_return", "total_return_pct", "cagr_pct", "avg_win", "avg_loss"}
 
 
 def runs_filtered(*, strategy_id: int | None, status: str | None) -> dict[str, Any]:
@@ -46,7 +49,13 @@ def metric_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not metrics:
         return []
     return [
-        {"name": name, "label": label, "kind": kind, "value": metrics.get(name)}
+        {
+            "name": name,
+            "label": label,
+            "kind": kind,
+            "value": metrics.get(name),
+            "signed": name in SIGNED_METRICS,
+        }
         for name, label, kind in METRIC_FIELDS
         if name in metrics
     ]
@@ -82,9 +91,12 @@ def run_charts(run: BacktestRun) -> list[dict[str, Any]]:
     stamps, equity = run_equity(run)
     capital = (run.backtest_config or {}).get("initial_capital")
     charts = [
-        {"id": "equity", "figure": equity_figure(
-            stamps, equity, title="Equity curve", baseline=float(capital) if capital else None
-        )},
+        {
+            "id": "equity",
+            "figure": equity_figure(
+                stamps, equity, title="Equity curve", baseline=float(capital) if capital else None
+            ),
+        },
         {"id": "drawdown", "figure": drawdown_figure(stamps, equity)},
     ]
     trades = list(backtest_trades_list(run=run))
@@ -101,7 +113,10 @@ def price_figure(run: BacktestRun, symbol: str, trades: list[BacktestTrade]) -> 
     figure = go.Figure()
     try:
         frame = bars_frame(
-            symbol=symbol, timeframe=Timeframe(run.timeframe), start=run.data_start, end=run.data_end
+            symbol=symbol,
+            timeframe=Timeframe(run.timeframe),
+            start=run.data_start,
+            end=run.data_end,
         )
     except ValueError:
         frame = None
@@ -110,8 +125,12 @@ def price_figure(run: BacktestRun, symbol: str, trades: list[BacktestTrade]) -> 
         keep = downsample_indices(close, MAX_POINTS)
         figure.add_trace(
             go.Scatter(
-                x=frame.index[keep].tz_convert(None), y=close[keep], mode="lines", name="Close",
-                line={"color": GREY, "width": 1.2}, hovertemplate="%{y:,.4~f}<extra>Close</extra>",
+                x=pd.DatetimeIndex(frame.index[keep]).tz_convert(None),
+                y=close[keep],
+                mode="lines",
+                name="Close",
+                line={"color": GREY, "width": 1.2},
+                hovertemplate="%{y:,.4~f}<extra>Close</extra>",
             )
         )
     kinds: dict[str, list[tuple[datetime, float, str]]] = {
@@ -132,8 +151,11 @@ def price_figure(run: BacktestRun, symbol: str, trades: list[BacktestTrade]) -> 
         shape, color = styles[name]
         figure.add_trace(
             go.Scatter(
-                x=[p[0].replace(tzinfo=None) for p in points], y=[p[1] for p in points],
-                mode="markers", name=name, text=[p[2] for p in points],
+                x=[p[0].replace(tzinfo=None) for p in points],
+                y=[p[1] for p in points],
+                mode="markers",
+                name=name,
+                text=[p[2] for p in points],
                 marker={"symbol": shape, "color": color, "size": 10},
                 hovertemplate="%{y:,.4~f}<br>%{text}<extra>" + name + "</extra>",
             )

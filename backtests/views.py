@@ -64,7 +64,9 @@ def runs(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """One run: status and progress, metrics, charts (equity, drawdown, trades on price)."""
-    run = get_object_or_404(BacktestRun.objects.select_related("strategy", "strategy_version"), pk=run_id)
+    run = get_object_or_404(
+        BacktestRun.objects.select_related("strategy", "strategy_version"), pk=run_id
+    )
     fragments = {
         "status": Fragment(
             "backtests/_run_status.html", lambda r: {"run": run}, CRITICAL_MS, ("runs",)

@@ -5,7 +5,7 @@ class MonitoringConfig(AppConfig):
     name = "monitoring"
 
     def ready(self) -> None:
-        from monitoring import push
         from monitoring import signals  # noqa: F401  (connects the worker heartbeat)
+        from monitoring.push import connect
 
-        push.connect()  # the dashboard's live updates (with the Redis channel layer)
+        connect()  # the dashboard's live updates (with the Redis channel layer)

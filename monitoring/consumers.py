@@ -10,7 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from monitoring.push import GROUP
 
 
-class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:

@@ -31,8 +31,10 @@ def kill_switch_banner() -> dict[str, Any]:
 
 def alerts_active() -> dict[str, Any]:
     open_alerts = Alert.objects.filter(acknowledged_at__isnull=True)
-    counts = dict(open_alerts.values_list("severity").annotate(n=Count("id")).values_list("severity", "n"))
-    rank = {AlertSeverity.CRITICAL: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2}
+    counts: dict[str, int] = dict(
+        open_alerts.values_list("severity").annotate(n=Count("id")).values_list("severity", "n")
+    )
+    rank: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
     alerts = sorted(
         open_alerts.order_by("-last_seen")[:ALERTS_SHOWN], key=lambda a: rank.get(a.severity, 3)
     )
@@ -56,12 +58,18 @@ def equity_charts() -> dict[str, Any]:
         values = [float(e) for e in equity]  # chart coordinates; the tables show the Decimals
         naive = [ts.replace(tzinfo=None) for ts in stamps]
         charts.append(
-            {"id": f"equity-{mode}", "script_id": f"figure-equity-{mode}",
-             "figure": equity_figure(naive, values, title=f"Account equity ({mode})")}
+            {
+                "id": f"equity-{mode}",
+                "script_id": f"figure-equity-{mode}",
+                "figure": equity_figure(naive, values, title=f"Account equity ({mode})"),
+            }
         )
         charts.append(
-            {"id": f"drawdown-{mode}", "script_id": f"figure-drawdown-{mode}",
-             "figure": drawdown_figure(naive, values)}
+            {
+                "id": f"drawdown-{mode}",
+                "script_id": f"figure-drawdown-{mode}",
+                "figure": drawdown_figure(naive, values),
+            }
         )
     return {"equity_charts": charts}
 
@@ -77,7 +85,9 @@ def orders_recent() -> dict[str, Any]:
 def manual_order_choices() -> dict[str, Any]:
     return {
         "order_strategies": list(
-            Strategy.objects.filter(is_active=True).order_by("name").values("pk", "name", "mode", "symbols")
+            Strategy.objects.filter(is_active=True)
+            .order_by("name")
+            .values("pk", "name", "mode", "symbols")
         ),
     }
 
@@ -90,7 +100,9 @@ def health() -> dict[str, Any]:
         "checked_at": now,
         "safe_modes": list(SafeMode.objects.order_by("mode")),
         "reconciliations": list(ReconciliationRun.objects.order_by("-started_at")[:10]),
-        "runtimes": list(StrategyRuntime.objects.select_related("strategy").order_by("strategy__name", "mode")),
+        "runtimes": list(
+            StrategyRuntime.objects.select_related("strategy").order_by("strategy__name", "mode")
+        ),
         "coverage_total": len(coverage),
         "coverage_stale": [c for c in coverage if c.bar_count and c.freshness.is_stale],
         "coverage_empty": [c for c in coverage if not c.bar_count],

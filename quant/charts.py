@@ -59,16 +59,24 @@ def drawdown_pct(equity: Sequence[float]) -> list[float]:
         return []
     peak = np.maximum.accumulate(values)
     safe = np.where(peak > 0, peak, 1.0)
-    return np.where(peak > 0, (values / safe - 1.0) * 100.0, 0.0).tolist()  # type: ignore[no-any-return]
+    return np.where(peak > 0, (values / safe - 1.0) * 100.0, 0.0).tolist()
 
 
 def equity_figure(
-    ts: Sequence[datetime], equity: Sequence[float], *, title: str = "Equity", baseline: float | None = None
+    ts: Sequence[datetime],
+    equity: Sequence[float],
+    *,
+    title: str = "Equity",
+    baseline: float | None = None,
 ) -> dict[str, Any]:
     x, y = thinned(ts, equity)
     figure = go.Figure(
         go.Scatter(
-            x=x, y=y, mode="lines", name="Equity", line={"color": BLUE, "width": 1.6},
+            x=x,
+            y=y,
+            mode="lines",
+            name="Equity",
+            line={"color": BLUE, "width": 1.6},
             hovertemplate="%{y:,.2f}<extra>Equity</extra>",
         )
     )
@@ -81,8 +89,13 @@ def drawdown_figure(ts: Sequence[datetime], equity: Sequence[float]) -> dict[str
     x, y = thinned(ts, drawdown_pct(equity))
     figure = go.Figure(
         go.Scatter(
-            x=x, y=y, mode="lines", name="Drawdown", fill="tozeroy",
-            line={"color": RED, "width": 1.2}, fillcolor="rgba(220, 38, 38, 0.18)",
+            x=x,
+            y=y,
+            mode="lines",
+            name="Drawdown",
+            fill="tozeroy",
+            line={"color": RED, "width": 1.2},
+            fillcolor="rgba(220, 38, 38, 0.18)",
             hovertemplate="%{y:.2f}%<extra>Drawdown</extra>",
         )
     )

@@ -38,12 +38,9 @@ def strategies_overview() -> list[dict[str, Any]]:
         .order_by("name")
     )
     runs = BacktestRun.objects.defer(*HEAVY_RUN_FIELDS).in_bulk(
-        [s.latest_run_id for s in strategies if s.latest_run_id]  # type: ignore[attr-defined]
+        [s.latest_run_id for s in strategies if s.latest_run_id]
     )
-    return [
-        {"strategy": s, "latest_run": runs.get(s.latest_run_id)}  # type: ignore[attr-defined]
-        for s in strategies
-    ]
+    return [{"strategy": s, "latest_run": runs.get(s.latest_run_id)} for s in strategies]
 
 
 def config_yaml(version: StrategyVersion | None) -> str:
@@ -57,20 +54,18 @@ def config_yaml(version: StrategyVersion | None) -> str:
 
 
 def config_yaml_parse(*, strategy: Strategy, text: str) -> StrategyConfig:
-    """The editor's YAML as a validated config of ``strategy``; a ValidationError whose
-    ``details["problems"]`` names each bad field (the API's PATCH answers the same way)."""
+    """The editor's YAML as a validated config; a ValidationError whose ``details["problems"]``
+    names each bad field (as ``PATCH /v1/strategies/<id>`` answers)."""
+    source = f"strategy {strategy.name}"
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = f"config_yaml: not valid YAML{where}"
-        raise ValidationError(problem, details={"problems": [problem]}) from None
-    config = config_validate(data, source="config_yaml")
-    if config.name != strategy.name:
-        problem = f"name: a config of {strategy.name!r} must keep its name (got {config.name!r})"
-        raise ValidationError(problem, details={"problems": [problem]})
-    return config
+        raise ValidationError(
+            f"{source}: not valid YAML{where}", details={"problems": [f"not valid YAML{where}"]}
+        ) from None
+    return config_validate(data, source=source)
 
 
 def strategy_page(strategy: Strategy) -> dict[str, Any]:
@@ -98,8 +93,9 @@ def strategy_page(strategy: Strategy) -> dict[str, Any]:
             ModeChange.objects.filter(strategy=strategy).select_related("changed_by")[:20]
         ),
         "approvals": list(
-            ApprovalRequest.objects.filter(strategy=strategy)
-            .select_related("requested_by", "decided_by", "strategy_version")[:20]
+            ApprovalRequest.objects.filter(strategy=strategy).select_related(
+                "requested_by", "decided_by", "strategy_version"
+            )[:20]
         ),
         "runs": runs,
         "latest_run": best,
@@ -116,6 +112,9 @@ def strategy_book(strategy: Strategy) -> dict[str, Any]:
         "positions": [p for p in positions if p.quantity],
         "realized_pnl": sum((p.realized_pnl for p in positions), ZERO),
         "pending_approvals": sum(
-            1 for a in ApprovalRequest.objects.filter(strategy=strategy, status=ApprovalStatus.PENDING)
+            1
+            for a in ApprovalRequest.objects.filter(
+                strategy=strategy, status=ApprovalStatus.PENDING
+            )
         ),
     }

@@ -5,6 +5,7 @@ from backtests import views as backtests_views
 from marketdata import views as marketdata_views
 from monitoring import views as monitoring_views
 from quant import views as quant_views
+from quant.api import api
 from risk import views as risk_views
 from trading import views as trading_views
 
@@ -24,6 +25,7 @@ urlpatterns = [
     # operations, admin, report files
     path("healthz", monitoring_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("v1/", api.urls),
     path(
         "backtests/runs/<int:run_id>/report.<str:kind>",
         backtests_views.run_report,

@@ -20,8 +20,8 @@ from quant.dashboard import (
     render_page,
     require_role,
 )
-from quant.models import Strategy, VersionSource
-from quant.services import strategy_version_ensure
+from quant.models import Strategy
+from quant.services import strategy_config_update
 
 
 class SignInView(LoginView):
@@ -64,15 +64,16 @@ def strategy_detail(request: HttpRequest, strategy_id: int) -> HttpResponse:
     if request.method == "POST":
         require_role(request, Role.ADMIN)
         text = request.POST.get("config_yaml", "")
+        before = strategy.current_version_id
         try:
             config = pages.config_yaml_parse(strategy=strategy, text=text)
+            version = strategy_config_update(strategy=strategy, config=config)
         except ValidationError as error:
             problems = list(error.details.get("problems") or [error.message])
         else:
-            version, created = strategy_version_ensure(config=config, source=VersionSource.ADMIN)
+            changed = version.pk != before
             messages.success(
-                request,
-                f"Saved as version {version.number}." if created else "No change: same config.",
+                request, f"Saved as version {version.number}." if changed else "No change."
             )
             return redirect("strategy-detail", strategy_id=strategy.pk)
     fragments = {

@@ -26,7 +26,13 @@ def limits() -> dict[str, Any]:
     current = limits_current().as_dict()
     return {
         "platform_limits": [
-            {"name": n, "label": _label(n), "value": current[n], "kind": spec.kind, "help": _help(RiskLimitSet, n)}
+            {
+                "name": n,
+                "label": _label(n),
+                "value": current[n],
+                "kind": spec.kind,
+                "help": _help(RiskLimitSet, n),
+            }
             for n, spec in PLATFORM_FIELDS.items()
         ],
         "strategy_limit_fields": [_label(n) for n in STRATEGY_FIELDS],

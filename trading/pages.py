@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Sum
+
 from quant.models import Strategy
 from risk.reads import last_prices
 from trading.models import AccountSnapshot, Order, Position, SafeMode, TradingMode
@@ -36,9 +38,15 @@ class PositionRow:
         return "long" if self.position.quantity > 0 else "short"
 
 
-def open_positions(*, mode: str | None = None, strategy: Strategy | None = None) -> list[PositionRow]:
+def open_positions(
+    *, mode: str | None = None, strategy: Strategy | None = None
+) -> list[PositionRow]:
     """Every non-flat position, with the newest close of its symbol (None when no bar)."""
-    qs = Position.objects.exclude(quantity=0).select_related("strategy").order_by("mode", "strategy__name", "symbol")
+    qs = (
+        Position.objects.exclude(quantity=0)
+        .select_related("strategy")
+        .order_by("mode", "strategy__name", "symbol")
+    )
     if mode:
         qs = qs.filter(mode=mode)
     if strategy is not None:
@@ -58,7 +66,9 @@ def orders_recent(*, limit: int = 20, strategy: Strategy | None = None) -> list[
 def equity_series(*, mode: str) -> tuple[list[datetime], list[Decimal]]:
     """The account's equity snapshots of ``mode``, oldest first (the newest ``EQUITY_POINTS``)."""
     rows = list(
-        AccountSnapshot.objects.filter(mode=mode).order_by("-ts").values_list("ts", "equity")[:EQUITY_POINTS]
+        AccountSnapshot.objects.filter(mode=mode)
+        .order_by("-ts")
+        .values_list("ts", "equity")[:EQUITY_POINTS]
     )
     rows.reverse()
     return [ts for ts, _ in rows], [equity for _, equity in rows]
@@ -67,12 +77,12 @@ def equity_series(*, mode: str) -> tuple[list[datetime], list[Decimal]]:
 def book_summary(*, mode: str) -> dict[str, Any]:
     """Equity, P&L and drawdown of one trading mode, all Decimal."""
     rows = open_positions(mode=mode)
-    realized = sum(
-        (p for p in Position.objects.filter(mode=mode).values_list("realized_pnl", flat=True)), ZERO
+    realized = (
+        Position.objects.filter(mode=mode).aggregate(total=Sum("realized_pnl"))["total"] or ZERO
     )
     unrealized = sum((r.unrealized_pnl for r in rows if r.unrealized_pnl is not None), ZERO)
     unpriced = [r.position.symbol for r in rows if r.last_price is None]
-    stamps, equity = equity_series(mode=mode)
+    _, equity = equity_series(mode=mode)
     latest = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
     peak = max(equity) if equity else None
     drawdown = max_drawdown = None

@@ -30,7 +30,8 @@ def _decimal(value: Any) -> Decimal | None:
 def fragment(context: template.Context, name: str, css: str = "") -> SafeString:
     """The fragment ``name`` of the page, in the element ``dashboard.js`` refreshes."""
     spec = context["fragments"][name]
-    inner = get_template(spec["template"]).render(context.flatten(), context.get("request"))
+    data: dict[str, Any] = {str(k): v for k, v in context.flatten().items()}
+    inner = get_template(spec["template"]).render(data, context.get("request"))
     return format_html(
         '<div class="fragment {}" data-fragment="{}" data-refresh="{}" data-topics="{}">{}</div>',
         css,
@@ -43,10 +44,10 @@ def fragment(context: template.Context, name: str, css: str = "") -> SafeString:
 
 @register.filter
 def money(value: Any) -> str:
-    """1234.5 -> '1,234.50'; nothing -> '–'."""
+    """1234.5 -> '1,234.50'; nothing -> an en dash."""
     number = _decimal(value)
     if number is None:
-        return "–"
+        return "\u2013"
     return f"{number.quantize(CENT):,}"
 
 
@@ -55,7 +56,7 @@ def signed_money(value: Any) -> str:
     """Money with its sign: '+1,234.50', '-3.00', '0.00'."""
     number = _decimal(value)
     if number is None:
-        return "–"
+        return "\u2013"
     text = f"{number.quantize(CENT):,}"
     return f"+{text}" if number > 0 else text
 
@@ -65,7 +66,7 @@ def qty(value: Any) -> str:
     """A quantity without trailing zeros: Decimal('10.00000000') -> '10'."""
     number = _decimal(value)
     if number is None:
-        return "–"
+        return "\u2013"
     if number == number.to_integral_value():
         return f"{number.quantize(Decimal(1)):,}"
     return f"{number.normalize():,f}"
@@ -76,7 +77,7 @@ def price(value: Any) -> str:
     """A price with at least 2 and at most 4 decimals."""
     number = _decimal(value)
     if number is None:
-        return "–"
+        return "\u2013"
     four = number.quantize(Decimal("0.0001"))
     return f"{four.quantize(CENT):,}" if four == four.quantize(CENT) else f"{four:,}"
 
@@ -86,7 +87,7 @@ def pct(value: Any) -> str:
     """A percentage (already in %) with 2 decimals: '12.34%'."""
     number = _decimal(value)
     if number is None:
-        return "–"
+        return "\u2013"
     return f"{number.quantize(CENT):,}%"
 
 

@@ -288,7 +288,7 @@
   }
 
   function acknowledge(button) {
-    var row = button.closest("tr") || button.parentNode;
+    var row = button.closest(".actions") || button.parentNode;
     busy(button, true);
     api("PATCH", "/v1/alerts/" + button.dataset.ackAlert + "/acknowledge").then(function (result) {
       if (!result.ok) { busy(button, false); say(row, result.message, "error"); return; }
@@ -333,11 +333,15 @@
   }
 
   function start() {
+    // Deferred scripts run before DOMContentLoaded, so plotly.min.js (after this one) is here.
     drawCharts(document);
+    document.documentElement.dataset.ready = "1";
     startPolling();
     startPush();
     runDetailWatch();
   }
 
-  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+  // A deferred script runs while readyState is "interactive", before the deferred scripts after
+  // it (plotly.min.js); DOMContentLoaded waits for all of them.
+  if (document.readyState === "complete") { start(); } else { document.addEventListener("DOMContentLoaded", start); }
 })();

@@ -282,13 +282,13 @@ def test_reports_are_served_to_staff_only(
 
 
 def test_the_landing_page_lists_the_latest_runs(
-    stored_bars: dict[str, int], sma_version: StrategyVersion, client: Client
+    stored_bars: dict[str, int], sma_version: StrategyVersion, viewer: Client
 ) -> None:
     run = services.backtest_run_create(strategy_version=sma_version, config=BacktestConfig())
     services.backtest_run_execute(run_id=run.pk)
     run.refresh_from_db()
 
-    page = client.get("/").content.decode()
+    page = viewer.get("/marketdata").content.decode()
 
     assert "Latest backtests" in page and "sma_crossover v1" in page
     assert f"/backtests/runs/{run.pk}/report.html" in page

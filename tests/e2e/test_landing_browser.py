@@ -1,4 +1,4 @@
-"""The landing page and the admin in a real browser, at desktop and phone width."""
+"""The market data page (``/marketdata``) and the admin in a real browser, at desktop and phone width."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from marketdata import services
 from marketdata.domain import Timeframe
+from tests.support.dashboard import PASSWORD, user_with_role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,11 +30,20 @@ def market_data() -> None:
     services.instrument_ensure(symbol="QQQ")
 
 
+def sign_in(page: Page, live_server: object) -> None:
+    user_with_role("vera", "viewer")
+    page.goto(f"{live_server}/signin?next=/marketdata")
+    page.fill("#id_username", "vera")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def test_landing_page_shows_instruments_counts_and_freshness(
     page: Page, live_server: object, market_data: None, screenshot_dir: Path
 ) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
-    page.goto(f"{live_server}/")
+    sign_in(page, live_server)
+    page.goto(f"{live_server}/marketdata")
     rows = page.locator("section").first.locator("tbody tr")
     expect(rows).to_have_count(3)
     expect(rows.nth(0)).to_contain_text("AAPL")
@@ -44,7 +54,7 @@ def test_landing_page_shows_instruments_counts_and_freshness(
     page.screenshot(path=str(screenshot_dir / "landing-1280.png"), full_page=True)
 
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{live_server}/")
+    page.goto(f"{live_server}/marketdata")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, (
         "the page scrolls sideways at phone width (tables must scroll inside their box)"

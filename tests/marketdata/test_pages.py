@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 THEN = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)
 
 
-def test_landing_lists_instruments_with_counts_and_freshness(client: Client) -> None:
+def test_landing_lists_instruments_with_counts_and_freshness(viewer: Client) -> None:
     job = services.ingestion_job_create(
         provider="synthetic",
         symbols=["AAPL"],
@@ -31,7 +31,7 @@ def test_landing_lists_instruments_with_counts_and_freshness(client: Client) -> 
     )
     services.ingestion_job_run(job_id=job.pk, provider=SyntheticProvider(clock=ManualClock(THEN)))
     services.instrument_ensure(symbol="MSFT")
-    page = client.get("/").content.decode()
+    page = viewer.get("/marketdata").content.decode()
     count = Bar.objects.filter(instrument__symbol="AAPL").count()
     assert "AAPL" in page and f">{count}<" in page
     assert "stale" in page  # the data ends in 2024, the clock says today
@@ -39,7 +39,7 @@ def test_landing_lists_instruments_with_counts_and_freshness(client: Client) -> 
     assert "Succeeded" in page and "synthetic" in page
 
 
-def test_landing_shows_the_latest_quality_status(client: Client) -> None:
+def test_landing_shows_the_latest_quality_status(viewer: Client) -> None:
     job = services.ingestion_job_create(
         provider="synthetic",
         symbols=["AAPL", "MSFT"],
@@ -50,7 +50,7 @@ def test_landing_shows_the_latest_quality_status(client: Client) -> None:
     services.ingestion_job_run(job_id=job.pk, provider=SyntheticProvider(clock=ManualClock(THEN)))
     services.data_quality_run(symbols=["AAPL"], now=datetime(2024, 6, 1, tzinfo=UTC))
     services.data_quality_run(symbols=["AAPL"], now=THEN)  # the newer report wins
-    page = client.get("/").content.decode()
+    page = viewer.get("/marketdata").content.decode()
     assert ">OK<" in page and "not checked" in page  # MSFT was never checked
 
 
@@ -74,8 +74,12 @@ def test_daily_update_task_ingests_then_checks_quality(monkeypatch: pytest.Monke
     assert report.bar_count > 1000 and report.status == "OK"
 
 
-def test_landing_without_data_explains_how_to_get_some(client: Client) -> None:
-    assert "seed_demo" in client.get("/").content.decode()
+def test_landing_without_data_explains_how_to_get_some(viewer: Client) -> None:
+    assert "seed_demo" in viewer.get("/marketdata").content.decode()
+
+
+def test_landing_needs_a_signed_in_user(client: Client) -> None:
+    assert client.get("/marketdata")["Location"] == "/signin?next=/marketdata"
 
 
 def test_demo_seed_is_complete_fresh_and_reusable() -> None:

@@ -1,7 +1,7 @@
 """The embedded mode end to end: `manage.py run_platform` on SQLite with no env set.
 
 Starts the real thing (daphne, Celery worker and beat on the filesystem broker) in a
-subprocess, waits for /healthz to answer 200, reads the landing page, stops it with Ctrl-C
+subprocess, waits for /healthz to answer 200, signs in and reads the market data page, stops it with Ctrl-C
 (SIGINT) and checks that every child stopped; a second start reuses the data.
 """
 
@@ -15,7 +15,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 import psutil
@@ -31,12 +33,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get(url: str) -> tuple[int, str]:
+COOKIES = CookieJar()
+BROWSER = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(COOKIES))
+
+
+def get(url: str, data: bytes | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with BROWSER.open(url, data=data, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+def sign_in(var_dir: Path, port: int) -> None:
+    """Create a user in the embedded database and sign in at /signin like a browser."""
+    script = (
+        "from django.contrib.auth.models import User; "
+        "User.objects.filter(username='smoke').exists() or "
+        "User.objects.create_user('smoke', password='a-long-smoke-password')"
+    )
+    created = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=embedded_env(var_dir, port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    status, form = get(f"http://127.0.0.1:{port}/signin")
+    assert status == 200 and "Sign in" in form
+    token = next(c.value for c in COOKIES if c.name == "csrftoken")
+    body = urllib.parse.urlencode(
+        {"username": "smoke", "password": "a-long-smoke-password", "csrfmiddlewaretoken": token}
+    ).encode()
+    status, overview = get(f"http://127.0.0.1:{port}/signin", data=body)
+    assert status == 200 and "Overview" in overview and "Sign out" in overview
 
 
 def embedded_env(var_dir: Path, port: int) -> dict[str, str]:
@@ -100,7 +132,10 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
         components = health["components"]
         assert isinstance(components, dict)
         assert set(components) == {"database", "job_queue", "worker", "beat"}
-        status, page = get(f"http://127.0.0.1:{port}/")
+        status, page = get(f"http://127.0.0.1:{port}/marketdata")
+        assert status == 200 and "Sign in" in page  # the dashboard needs a signed-in user
+        sign_in(tmp_path, port)
+        status, page = get(f"http://127.0.0.1:{port}/marketdata")
         assert status == 200 and "AAPL" in page and "fresh" in page
         assert get(f"http://127.0.0.1:{port}/admin/login/")[0] == 200
         # A job queued on the filesystem broker is picked up and run by the worker.
@@ -129,7 +164,7 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
         deadline = time.monotonic() + 60
         while "<strong>NVDA</strong>" not in page and time.monotonic() < deadline:
             time.sleep(1)
-            page = get(f"http://127.0.0.1:{port}/")[1]
+            page = get(f"http://127.0.0.1:{port}/marketdata")[1]
         assert "<strong>NVDA</strong>" in page and "Succeeded" in page
         # A backtest queued the same way runs on the worker and lists its report.
         queued = subprocess.run(
@@ -152,7 +187,7 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
         deadline = time.monotonic() + 90
         while "/backtests/runs/2/report.html" not in page and time.monotonic() < deadline:
             time.sleep(1)
-            page = get(f"http://127.0.0.1:{port}/")[1]
+            page = get(f"http://127.0.0.1:{port}/marketdata")[1]
         assert "/backtests/runs/2/report.html" in page and "momentum v1" in page
     finally:
         if process.poll() is None:

@@ -31,7 +31,15 @@ def test_anonymous_users_are_sent_to_sign_in(client: Client, url: str) -> None:
 def test_every_page_renders_for_a_viewer_on_an_empty_database(viewer: Client, url: str) -> None:
     html = page(viewer, url)
     assert "<nav" in html and "Sign out" in html
-    for link in ("Overview", "Strategies", "Positions", "Runs", "Health", "Settings", "Market data"):
+    for link in (
+        "Overview",
+        "Strategies",
+        "Positions",
+        "Runs",
+        "Health",
+        "Settings",
+        "Market data",
+    ):
         assert f">{link}</a>" in html
     assert "cdn" not in html.lower() and 'src="http' not in html
 
@@ -62,7 +70,9 @@ def test_sign_in_with_a_password_then_sign_out(client: Client) -> None:
     assert "Sign in" in page(client, "/signin")
     wrong = client.post("/signin", {"username": "vera", "password": "nope"})
     assert wrong.status_code == 200 and "correct username and password" in wrong.content.decode()
-    response = client.post("/signin?next=/runs", {"username": "vera", "password": PASSWORD, "next": "/runs"})
+    response = client.post(
+        "/signin?next=/runs", {"username": "vera", "password": PASSWORD, "next": "/runs"}
+    )
     assert response.status_code == 302 and response["Location"] == "/runs"
     assert client.get("/").status_code == 200
     assert "Sign out?" in page(client, "/signout")  # GET asks, POST signs out
