@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
+from monitoring.models import AlertChannel
 from monitoring.notifiers import ROUTES, configured_notifiers
 from quant.models import ApprovalRequest, ApprovalStatus
 from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS
@@ -81,6 +82,7 @@ def channels() -> dict[str, Any]:
         "channels": [
             {
                 "name": name,
+                "label": AlertChannel(name).label,
                 "configured": bool(notifier.recipients()),
                 "recipients": [_masked(r) for r in notifier.recipients()],
                 "severities": [s for s, routed in ROUTES.items() if name in routed],
