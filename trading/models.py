@@ -121,6 +121,7 @@ class Order(models.Model):
                 name="order_open",
             ),
             models.Index(fields=["strategy", "-created_at"], name="order_strategy_recent"),
+            models.Index(fields=["mode", "-created_at", "-id"], name="order_mode_recent"),
             models.Index(fields=["symbol", "-created_at"], name="order_symbol_recent"),
         ]
 
@@ -193,7 +194,10 @@ class Fill(AppendOnly):
             models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
             models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
         ]
-        indexes = [models.Index(fields=["strategy", "mode", "symbol"], name="fill_position")]
+        indexes = [
+            models.Index(fields=["strategy", "mode", "symbol"], name="fill_position"),
+            models.Index(fields=["mode", "ts"], name="fill_mode_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
