@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders bench-walk-forward clean services
+.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders bench-walk-forward bench-api clean services
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-orders: install
 ## bench-walk-forward: 20 rolling windows x 24 grid points on 10 years of daily bars, 1 then 2 Celery workers over Redis
 bench-walk-forward: install
 	$(PY) benchmarks/walk_forward.py
+
+## bench-api: /v1 metrics, positions and orders under 50 concurrent clients (10,000 positions, 100,000 orders, daphne on loopback)
+bench-api: install
+	$(PY) benchmarks/api_load.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

@@ -12,7 +12,7 @@ from ninja import Field, Query, Router, Schema, Status
 
 from backtests import selectors
 from backtests.models import BacktestRun, WalkForwardRun
-from quant.api import Data, Page, PageParams, decimal_text, paginate, responses
+from quant.api import MAX_ID, Data, Id, Out, Page, PageParams, decimal_text, paginate, responses
 from quant.api_routers import Accepted, acting_user
 from quant.auth import Role, require_role
 from quant.selectors import strategy_by_id, strategy_version_get
@@ -24,7 +24,7 @@ RunStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 MAX_TRADES = 5000
 
 
-class RunOut(Schema):
+class RunOut(Out):
     id: int
     run_type: str
     strategy_id: int | None
@@ -46,7 +46,7 @@ class RunOut(Schema):
     finished_at: datetime | None
 
 
-class TradeOut(Schema):
+class TradeOut(Out):
     seq: int
     symbol: str
     side: str
@@ -75,7 +75,7 @@ class RunDetailOut(RunOut):
 
 
 class RunFilters(PageParams):
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
     status: RunStatusName | None = None
     run_type: Literal["backtest"] | None = Field(
         None, description="backtest (walk-forward runs are under /v1/walk-forward)"
@@ -83,7 +83,7 @@ class RunFilters(PageParams):
 
 
 class BacktestIn(Schema):
-    strategy_id: int = Field(ge=1)
+    strategy_id: int = Field(ge=1, le=MAX_ID)
     start: date | None = Field(None, description="first day (UTC); default: the first bar")
     end: date | None = Field(None, description="last day (UTC); default: the newest bar")
     symbols: list[str] | None = Field(None, max_length=100, description="default: the config's")
@@ -200,14 +200,14 @@ def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn)
 
 
 @router.get("/{run_id}", response=responses(200, Data(RunDetailOut), 404, 422))
-def run_get(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def run_get(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     """One run: status and progress, then its metrics, equity curve and trades."""
     require_role(request, Role.VIEWER)
     return {"data": run_detail_out(selectors.backtest_run_get(run_id=run_id))}
 
 
 @router.post("/{run_id}/cancel", response=responses(200, Data(RunOut), 403, 404, 409, 422))
-def run_cancel(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def run_cancel(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     """Cancel a queued run, or ask a running one to stop."""
     from backtests.services import backtest_run_cancel
 
@@ -219,7 +219,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> dict[str, Any]:
 # --- /v1/walk-forward -------------------------------------------------------------------
 
 
-class WalkForwardOut(Schema):
+class WalkForwardOut(Out):
     id: int
     strategy_id: int | None
     strategy_name: str
@@ -237,7 +237,7 @@ class WalkForwardOut(Schema):
     finished_at: datetime | None
 
 
-class WindowOut(Schema):
+class WindowOut(Out):
     index: int
     in_sample_start: datetime
     in_sample_end: datetime
@@ -260,12 +260,12 @@ class WalkForwardDetailOut(WalkForwardOut):
 
 
 class WalkForwardFilters(PageParams):
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
     status: RunStatusName | None = None
 
 
 class WalkForwardIn(Schema):
-    strategy_id: int = Field(ge=1)
+    strategy_id: int = Field(ge=1, le=MAX_ID)
     in_sample_days: int = Field(ge=1, le=100_000)
     out_of_sample_days: int = Field(ge=1, le=100_000)
     step_days: int = Field(ge=1, le=100_000)
@@ -385,7 +385,7 @@ def walk_forward_start(
 
 
 @walk_forward_router.get("/{run_id}", response=responses(200, Data(WalkForwardDetailOut), 404, 422))
-def walk_forward_get(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def walk_forward_get(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     """One walk-forward run: progress, windows with their best parameters, the stitched
     out-of-sample result."""
     require_role(request, Role.VIEWER)
@@ -395,7 +395,7 @@ def walk_forward_get(request: HttpRequest, run_id: int) -> dict[str, Any]:
 @walk_forward_router.post(
     "/{run_id}/cancel", response=responses(200, Data(WalkForwardOut), 403, 404, 409, 422)
 )
-def walk_forward_cancel(request: HttpRequest, run_id: int) -> dict[str, Any]:
+def walk_forward_cancel(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     from backtests.walkforward_services import walk_forward_run_cancel
 
     require_role(request, Role.OPERATOR)

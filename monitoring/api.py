@@ -12,7 +12,17 @@ from monitoring import selectors
 from monitoring.health import platform_health_full
 from monitoring.metrics import metrics_summary
 from monitoring.models import Alert
-from quant.api import Data, Page, PageParams, decimal_text, paginate, responses
+from quant.api import (
+    COUNT_CAP,
+    Data,
+    Id,
+    Out,
+    Page,
+    PageParams,
+    decimal_text,
+    paginate,
+    responses,
+)
 from quant.api_routers import acting_user
 from quant.auth import Role, require_role
 from quant.core.errors import ValidationError
@@ -25,13 +35,13 @@ alerts_router = Router(tags=["alerts"])
 # --- /v1/health -------------------------------------------------------------------------
 
 
-class ComponentOut(Schema):
+class ComponentOut(Out):
     name: str
     healthy: bool
     detail: str
 
 
-class HealthOut(Schema):
+class HealthOut(Out):
     status: Literal["ok", "degraded"]
     checked_at: datetime
     components: list[ComponentOut]
@@ -57,12 +67,12 @@ def health(request: HttpRequest) -> dict[str, Any]:
 # --- /v1/metrics ------------------------------------------------------------------------
 
 
-class CurvePoint(Schema):
+class CurvePoint(Out):
     ts: datetime
     value: str
 
 
-class StrategyMetricsOut(Schema):
+class StrategyMetricsOut(Out):
     strategy_id: int
     name: str
     fills: int
@@ -73,7 +83,7 @@ class StrategyMetricsOut(Schema):
     realized_pnl: str
 
 
-class MetricsSummaryOut(Schema):
+class MetricsSummaryOut(Out):
     period: str
     mode: str
     start: datetime | None
@@ -149,7 +159,7 @@ def summary(request: HttpRequest, params: Query[MetricsParams]) -> dict[str, Any
 # --- /v1/alerts -------------------------------------------------------------------------
 
 
-class AlertOut(Schema):
+class AlertOut(Out):
     id: int
     severity: str
     source: str
@@ -211,13 +221,15 @@ def alerts_list(request: HttpRequest, filters: Query[AlertFilters]) -> dict[str,
         from_date=start,
         to_date=end,
     )
-    return paginate(queryset, filters, lambda rows: [alert_out(a) for a in rows])
+    return paginate(
+        queryset, filters, lambda rows: [alert_out(a) for a in rows], count_cap=COUNT_CAP
+    )
 
 
 @alerts_router.patch(
     "/{alert_id}/acknowledge", response=responses(200, Data(AlertOut), 403, 404, 422)
 )
-def alert_acknowledge(request: HttpRequest, alert_id: int) -> dict[str, Any]:
+def alert_acknowledge(request: HttpRequest, alert_id: Id) -> dict[str, Any]:
     """Mark the alert as seen (operator); acknowledging twice keeps the first."""
     from monitoring.services import alert_acknowledge as acknowledge
 

@@ -12,16 +12,19 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import orjson
 import structlog
 from django.core.exceptions import ObjectDoesNotExist
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Schema
+from ninja import Field, NinjaAPI, Path, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
-from pydantic import create_model
+from ninja.renderers import BaseRenderer
+from pydantic import BaseModel, create_model
 
 from quant.auth import API_AUTH, api_throttles
 from quant.core.errors import ApplicationError
@@ -47,21 +50,34 @@ CODES = {
 # --- Shapes shared by every router --------------------------------------------------------
 
 
-class ErrorBody(Schema):
+class Out(BaseModel):
+    """Base of the response shapes: plain pydantic (the endpoints build dicts), which skips
+    ninja's ORM-attribute resolution on every field of every row."""
+
+
+class ErrorBody(Out):
     code: str
     message: str
     details: dict[str, Any]
 
 
-class ErrorResponse(Schema):
+class ErrorResponse(Out):
     error: ErrorBody
 
 
-class PageMeta(Schema):
+class PageMeta(Out):
     page: int
     per_page: int
-    total: int
+    total: int = Field(description="rows matching, counted up to the list's cap")
     total_pages: int
+    total_exact: bool = Field(
+        description="false when more rows match than the cap: narrow the filters (dates)"
+    )
+
+
+MAX_ID = 2**63 - 1  # PostgreSQL bigint: a larger id can name no row
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
+OptionalId = Annotated[int | None, Field(None, ge=1, le=MAX_ID)]
 
 
 class PageParams(Schema):
@@ -69,14 +85,14 @@ class PageParams(Schema):
     per_page: int = Field(50, ge=1, le=500, description="rows per page (at most 500)")
 
 
-_envelopes: dict[tuple[str, str], type[Schema]] = {}
+_envelopes: dict[tuple[str, str], type[Out]] = {}
 
 
 def Data(schema: Any, name: str | None = None) -> Any:
     """The ``{"data": schema}`` envelope model."""
     key = ("data", name or _name(schema))
     if key not in _envelopes:
-        _envelopes[key] = create_model(f"{key[1]}Response", __base__=Schema, data=(schema, ...))
+        _envelopes[key] = create_model(f"{key[1]}Response", __base__=Out, data=(schema, ...))
     return _envelopes[key]
 
 
@@ -85,7 +101,7 @@ def Page(schema: Any) -> Any:
     key = ("page", _name(schema))
     if key not in _envelopes:
         _envelopes[key] = create_model(
-            f"{key[1]}Page", __base__=Schema, data=(list[schema], ...), pagination=(PageMeta, ...)
+            f"{key[1]}Page", __base__=Out, data=(list[schema], ...), pagination=(PageMeta, ...)
         )
     return _envelopes[key]
 
@@ -119,10 +135,19 @@ def paginate(
     queryset: QuerySet[Any] | Sequence[Any],
     params: PageParams,
     serialize: Callable[[Iterable[Any]], list[Any]] | None = None,
+    *,
+    count_cap: int | None = None,
 ) -> dict[str, Any]:
     """One COUNT and one page query, whatever the page size (plus what ``serialize`` reads
-    for the page as a whole)."""
-    total = queryset.count() if isinstance(queryset, QuerySet) else len(queryset)
+    for the page as a whole). With ``count_cap`` the COUNT stops after that many rows (a
+    COUNT over a LIMIT subquery): counting a whole large table on every poll costs more than
+    the page itself."""
+    if isinstance(queryset, QuerySet):
+        total = queryset[: count_cap + 1].count() if count_cap else queryset.count()
+    else:
+        total = len(queryset)
+    exact = count_cap is None or total <= count_cap
+    total = total if exact else count_cap  # type: ignore[assignment]
     offset = (params.page - 1) * params.per_page
     rows = list(queryset[offset : offset + params.per_page])
     return {
@@ -132,9 +157,29 @@ def paginate(
             "per_page": params.per_page,
             "total": total,
             "total_pages": max(1, math.ceil(total / params.per_page)),
+            "total_exact": exact,
         },
     }
 
+
+# Lists that grow without bound (orders, alerts) count their rows up to this many.
+COUNT_CAP = 10_000
+
+
+class JSONRenderer(BaseRenderer):
+    """orjson: datetimes as RFC 3339 with ``Z``; what it does not know (Decimal, lazy text)
+    goes through Django's JSON encoder."""
+
+    media_type = "application/json"
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> bytes:
+        try:
+            return orjson.dumps(data, default=_encoder.default, option=orjson.OPT_UTC_Z)
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits echoed in details
+            return json.dumps(data, cls=DjangoJSONEncoder).encode()
+
+
+_encoder = DjangoJSONEncoder()
 
 # --- The API and its error mapping ------------------------------------------------------
 
@@ -151,6 +196,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     auth=API_AUTH,
     throttle=api_throttles(),
+    renderer=JSONRenderer(),
 )
 
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
 from quant import selectors
-from quant.api import Data, Page, PageParams, errors, paginate, responses
+from quant.api import Data, Id, Out, Page, PageParams, errors, paginate, responses
 from quant.auth import (
     REFRESH,
     AuthenticationFailed,
@@ -41,7 +41,7 @@ class RefreshIn(Schema):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-class TokensOut(Schema):
+class TokensOut(Out):
     access_token: str
     refresh_token: str
     token_type: str
@@ -50,7 +50,7 @@ class TokensOut(Schema):
     username: str
 
 
-class MeOut(Schema):
+class MeOut(Out):
     id: int
     username: str
     role: str
@@ -103,7 +103,7 @@ def acting_user(principal: Principal) -> Any:
 strategies_router = Router(tags=["strategies"])
 
 
-class StrategyOut(Schema):
+class StrategyOut(Out):
     id: int
     name: str
     class_name: str
@@ -120,14 +120,14 @@ class StrategyOut(Schema):
     updated_at: datetime
 
 
-class VersionOut(Schema):
+class VersionOut(Out):
     number: int
     content_hash: str
     source: str
     created_at: datetime
 
 
-class ModeChangeOut(Schema):
+class ModeChangeOut(Out):
     from_mode: str
     to_mode: str
     reason: str
@@ -136,7 +136,7 @@ class ModeChangeOut(Schema):
     at: datetime
 
 
-class ApprovalOut(Schema):
+class ApprovalOut(Out):
     id: int
     kind: str
     status: str
@@ -151,7 +151,7 @@ class ApprovalOut(Schema):
     decision_note: str
 
 
-class RunSummaryOut(Schema):
+class RunSummaryOut(Out):
     id: int
     status: str
     created_at: datetime
@@ -276,7 +276,7 @@ def strategies_list(request: HttpRequest, filters: Query[StrategyFilters]) -> di
 
 
 @strategies_router.get("/{strategy_id}", response=responses(200, Data(StrategyDetailOut), 404, 422))
-def strategy_get(request: HttpRequest, strategy_id: int) -> dict[str, Any]:
+def strategy_get(request: HttpRequest, strategy_id: Id) -> dict[str, Any]:
     """One strategy: its current config, versions, mode and approval history, recent runs."""
     require_role(request, Role.VIEWER)
     return {"data": strategy_detail_out(selectors.strategy_by_id(strategy_id=strategy_id))}
@@ -286,7 +286,7 @@ def strategy_get(request: HttpRequest, strategy_id: int) -> dict[str, Any]:
     "/{strategy_id}", response=responses(200, Data(StrategyDetailOut), 403, 404, 409, 422)
 )
 def strategy_patch(
-    request: HttpRequest, strategy_id: int, payload: StrategyPatchIn
+    request: HttpRequest, strategy_id: Id, payload: StrategyPatchIn
 ) -> dict[str, Any]:
     """Change the config (validated exactly like a YAML file; a new version when it differs)
     or switch the strategy on or off. Admin only."""
@@ -328,7 +328,7 @@ def _yaml(text: str, source: str) -> Any:
 models_router = Router(tags=["models"])
 
 
-class ModelOut(Schema):
+class ModelOut(Out):
     id: int
     name: str
     kind: str
@@ -376,7 +376,7 @@ class ModelTrainIn(Schema):
     embargo_bars: int = Field(5, ge=0, le=10_000)
 
 
-class Accepted(Schema):
+class Accepted(Out):
     id: int
     status: str
     url: str
@@ -418,7 +418,7 @@ def models_list(request: HttpRequest, filters: Query[ModelFilters]) -> dict[str,
 
 
 @models_router.get("/{model_id}", response=responses(200, Data(ModelDetailOut), 404, 422))
-def model_get(request: HttpRequest, model_id: int) -> dict[str, Any]:
+def model_get(request: HttpRequest, model_id: Id) -> dict[str, Any]:
     require_role(request, Role.VIEWER)
     return {"data": model_out(selectors.model_artifact_get(artifact_id=model_id), detail=True)}
 

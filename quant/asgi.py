@@ -1,21 +1,24 @@
-"""ASGI entry point: HTTP, and the dashboard's websocket (signed-in sessions only)."""
+"""ASGI entry point: HTTP through Django's WSGI handler on worker threads (``quant.http``),
+and the dashboard's websocket on Channels (signed-in sessions only)."""
 
 import os
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.core.asgi import get_asgi_application
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
 from django.urls import path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
 from monitoring.consumers import DashboardConsumer  # noqa: E402  (needs the apps loaded)
+from quant.http import ThreadedWsgi  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ThreadedWsgi(django_wsgi_app, threads=settings.WEB_THREADS),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/dashboard/", DashboardConsumer.as_asgi())]))
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -81,8 +82,52 @@ def _group_exists(name: str) -> Exists:
     return Exists(groups.objects.filter(user_id=OuterRef("pk"), group__name=name))
 
 
+_principals: dict[int, tuple[float, Principal | None]] = {}
+_principals_lock = threading.Lock()
+
+
 def principal_for(user_id: int) -> Principal | None:
-    """The active user's principal, read in one statement; None when gone or disabled."""
+    """The active user's principal; None when gone or disabled.
+
+    Read in one statement and kept ``API_PRINCIPAL_CACHE_SECONDS`` (default 5) in this process:
+    a change of the user or its groups made here clears it at once, one made by another
+    process is seen within that time."""
+    ttl = settings.API_PRINCIPAL_CACHE_SECONDS
+    now = time.monotonic()
+    cached = _principals.get(user_id)
+    if ttl > 0 and cached is not None and cached[0] > now:
+        return cached[1]
+    principal = _principal_read(user_id)
+    if ttl > 0:
+        with _principals_lock:
+            if len(_principals) > 10_000:
+                _principals.clear()
+            _principals[user_id] = (now + ttl, principal)
+    return principal
+
+
+def principals_forget(*_: Any, **__: Any) -> None:
+    with _principals_lock:
+        _principals.clear()
+
+
+def connect_principal_invalidation() -> None:
+    """Clear the cache when a user, a group or a membership changes (``QuantConfig.ready``)."""
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import m2m_changed, post_delete, post_save
+
+    user_model = get_user_model()
+    for signal in (post_save, post_delete):
+        signal.connect(principals_forget, sender=user_model, dispatch_uid=f"principals-{signal}")
+        signal.connect(principals_forget, sender=Group, dispatch_uid=f"principals-g-{signal}")
+    m2m_changed.connect(
+        principals_forget,
+        sender=user_model.groups.through,
+        dispatch_uid="principals-groups",
+    )
+
+
+def _principal_read(user_id: int) -> Principal | None:
     row = (
         get_user_model()
         .objects.filter(pk=user_id, is_active=True)

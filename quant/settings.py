@@ -169,11 +169,18 @@ STORAGES = {
 LOGIN_URL = "/signin"
 LOGIN_REDIRECT_URL = "/"
 
+# Threads that run HTTP requests in each web (daphne) process; each keeps its own database
+# connection (quant/http.py).
+WEB_THREADS: int = env.int("WEB_THREADS", default=4)
+
 # --- REST API (/v1) -----------------------------------------------------------------------
 # JWT access and refresh tokens (HS256). The key defaults to one derived from SECRET_KEY.
 API_JWT_SECRET: str = env.str("API_JWT_SECRET", default="")
 API_ACCESS_TOKEN_SECONDS: int = env.int("API_ACCESS_TOKEN_SECONDS", default=15 * 60)
 API_REFRESH_TOKEN_SECONDS: int = env.int("API_REFRESH_TOKEN_SECONDS", default=7 * 24 * 3600)
+# Seconds a web process keeps a user's role and active flag (changes made through this
+# process apply at once).
+API_PRINCIPAL_CACHE_SECONDS: float = env.float("API_PRINCIPAL_CACHE_SECONDS", default=5.0)
 # Requests per minute, counted per signed-in user and per client IP (429 + Retry-After).
 API_RATE_LIMIT_USER_PER_MINUTE: int = env.int("API_RATE_LIMIT_USER_PER_MINUTE", default=600)
 API_RATE_LIMIT_IP_PER_MINUTE: int = env.int("API_RATE_LIMIT_IP_PER_MINUTE", default=1200)

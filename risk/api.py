@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from quant.api import Data, Page, PageParams, paginate, responses
+from quant.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
 from quant.api_routers import ApprovalOut, acting_user, approval_out
 from quant.auth import Role, require_role
 from quant.core.errors import ConflictError, NotFoundError, ValidationError
@@ -29,7 +29,7 @@ def _username(user: Any) -> str | None:
 # --- kill switch ------------------------------------------------------------------------
 
 
-class KillSwitchOut(Schema):
+class KillSwitchOut(Out):
     scope: str
     strategy_id: int | None
     strategy_name: str | None
@@ -111,15 +111,15 @@ def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, An
 
 
 class ModeTransitionIn(Schema):
-    strategy_id: int = Field(ge=1)
+    strategy_id: int = Field(ge=1, le=MAX_ID)
     to_mode: Literal["research", "paper", "live"]
     reason: str = Field(min_length=1, max_length=2000)
-    backtest_run_ids: list[int] | None = Field(
+    backtest_run_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
         None, max_length=100, description="evidence for research → paper (default: recent runs)"
     )
 
 
-class ModeTransitionOut(Schema):
+class ModeTransitionOut(Out):
     strategy_id: int
     from_mode: str
     to_mode: str
@@ -135,7 +135,7 @@ class DecisionIn(Schema):
 
 class ApprovalFilters(PageParams):
     status: Literal["pending", "approved", "rejected", "withdrawn"] | None = None
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 ORDER = [StrategyMode.RESEARCH, StrategyMode.PAPER, StrategyMode.LIVE]
@@ -215,7 +215,7 @@ def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dic
     "/approvals/{approval_id}/decide",
     response=responses(200, Data(ApprovalOut), 403, 404, 409, 422),
 )
-def approval_decide(request: HttpRequest, approval_id: int, payload: DecisionIn) -> dict[str, Any]:
+def approval_decide(request: HttpRequest, approval_id: Id, payload: DecisionIn) -> dict[str, Any]:
     """Approve (and apply) or reject a pending request (admin; not the requester)."""
     from quant.approvals import approval_decide as decide
     from quant.selectors import approval_get
@@ -231,13 +231,13 @@ def approval_decide(request: HttpRequest, approval_id: int, payload: DecisionIn)
 # --- /v1/risk: limits -------------------------------------------------------------------
 
 
-class LimitsOut(Schema):
+class LimitsOut(Out):
     platform: dict[str, str]
     strategies: list[dict[str, Any]]
     pending_changes: list[dict[str, Any]]
 
 
-class LimitChangeOut(Schema):
+class LimitChangeOut(Out):
     id: int
     scope: str
     strategy_id: int | None
@@ -255,7 +255,7 @@ class LimitChangeOut(Schema):
 
 class LimitChangeIn(Schema):
     scope: Literal["platform", "strategy"]
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
     values: dict[str, Decimal | int] = Field(min_length=1, description="new value per limit name")
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -345,9 +345,7 @@ def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status
     "/limit-changes/{change_id}/decide",
     response=responses(200, Data(LimitChangeOut), 403, 404, 409, 422),
 )
-def limit_change_decide(
-    request: HttpRequest, change_id: int, payload: DecisionIn
-) -> dict[str, Any]:
+def limit_change_decide(request: HttpRequest, change_id: Id, payload: DecisionIn) -> dict[str, Any]:
     """Approve (and apply at once) or reject a pending limit change (admin; not the requester)."""
     from risk.services import limit_change_approve, limit_change_reject
 

@@ -10,7 +10,18 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from quant.api import Data, Page, PageParams, decimal_text, paginate, responses
+from quant.api import (
+    COUNT_CAP,
+    MAX_ID,
+    Data,
+    Id,
+    Out,
+    Page,
+    PageParams,
+    decimal_text,
+    paginate,
+    responses,
+)
 from quant.api_routers import acting_user
 from quant.auth import Role, require_role
 from quant.core.errors import ApplicationError, ValidationError
@@ -27,7 +38,7 @@ Status_ = Literal[
 ]
 
 
-class PositionOut(Schema):
+class PositionOut(Out):
     id: int
     strategy_id: int
     strategy_name: str
@@ -43,7 +54,7 @@ class PositionOut(Schema):
     updated_at: datetime
 
 
-class OrderOut(Schema):
+class OrderOut(Out):
     id: int
     client_order_id: str
     broker_order_id: str
@@ -71,7 +82,7 @@ class OrderOut(Schema):
     updated_at: datetime
 
 
-class FillOut(Schema):
+class FillOut(Out):
     id: int
     broker_fill_id: str
     quantity: str
@@ -89,13 +100,13 @@ class PositionDetailOut(PositionOut):
 
 
 class PositionFilters(PageParams):
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
     symbol: str | None = Field(None, max_length=32)
     mode: Mode | None = None
 
 
 class OrderFilters(PageParams):
-    strategy_id: int | None = Field(None, ge=1)
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
     status: Status_ | None = None
     mode: Mode | None = None
     symbol: str | None = Field(None, max_length=32)
@@ -104,7 +115,7 @@ class OrderFilters(PageParams):
 
 
 class OrderIn(Schema):
-    strategy_id: int = Field(ge=1)
+    strategy_id: int = Field(ge=1, le=MAX_ID)
     symbol: str = Field(min_length=1, max_length=32)
     side: Literal["buy", "sell"]
     quantity: Decimal = Field(gt=0, max_digits=20, decimal_places=6)
@@ -119,6 +130,26 @@ class RiskRejected(ApplicationError):
 
     code = "risk_rejected"
     http_status = 422
+
+
+# The columns the list shapes show (the rest of the row and of its strategy are not read).
+ORDER_FIELDS = (
+    *(name for name in OrderOut.model_fields if name not in ("strategy_name", "id")),
+    "id",
+    "strategy__name",
+)
+POSITION_FIELDS = (
+    "id",
+    "strategy_id",
+    "strategy__name",
+    "mode",
+    "symbol",
+    "quantity",
+    "avg_price",
+    "realized_pnl",
+    "last_fill_at",
+    "updated_at",
+)
 
 
 def position_out(valued: selectors.PositionValue) -> dict[str, Any]:
@@ -197,12 +228,12 @@ def positions_list(request: HttpRequest, filters: Query[PositionFilters]) -> dic
     require_role(request, Role.VIEWER)
     queryset = selectors.positions_list(
         strategy_id=filters.strategy_id, symbol=filters.symbol, mode=filters.mode
-    )
+    ).only(*POSITION_FIELDS)
     return paginate(queryset, filters, positions_out)
 
 
 @positions_router.get("/{position_id}", response=responses(200, Data(PositionDetailOut), 404, 422))
-def position_get(request: HttpRequest, position_id: int) -> dict[str, Any]:
+def position_get(request: HttpRequest, position_id: Id) -> dict[str, Any]:
     """One position with the orders that filled into it."""
     require_role(request, Role.VIEWER)
     position = selectors.position_get(position_id=position_id)
@@ -246,12 +277,14 @@ def orders_list(request: HttpRequest, filters: Query[OrderFilters]) -> dict[str,
         symbol=filters.symbol,
         from_date=start,
         to_date=end,
+    ).only(*ORDER_FIELDS)
+    return paginate(
+        queryset, filters, lambda rows: [order_out(o) for o in rows], count_cap=COUNT_CAP
     )
-    return paginate(queryset, filters, lambda rows: [order_out(o) for o in rows])
 
 
 @orders_router.get("/{order_id}", response=responses(200, Data(OrderDetailOut), 404, 422))
-def order_get(request: HttpRequest, order_id: int) -> dict[str, Any]:
+def order_get(request: HttpRequest, order_id: Id) -> dict[str, Any]:
     require_role(request, Role.VIEWER)
     return {"data": order_detail_out(selectors.order_get(order_id=order_id))}
 

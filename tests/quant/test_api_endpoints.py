@@ -38,7 +38,13 @@ def test_positions_list_values_positions_at_the_newest_close(world: Any, viewer:
     world.positions[0].symbol = "SPY"
     world.positions[0].save()
     body = viewer.get("/v1/positions", {"per_page": 2, "page": 2}).json()
-    assert body["pagination"] == {"page": 2, "per_page": 2, "total": 3, "total_pages": 2}
+    assert body["pagination"] == {
+        "page": 2,
+        "per_page": 2,
+        "total": 3,
+        "total_pages": 2,
+        "total_exact": True,
+    }
     spy = next(p for p in body["data"] if p["symbol"] == "SPY")  # by name: S000, S002, SPY
     assert spy["last_price"] == "100"
     assert Decimal(spy["market_value"]) == Decimal("1000")
@@ -69,6 +75,27 @@ def test_orders_filters_and_date_range(world: Any, viewer: Client) -> None:
     assert backwards.status_code == 422
     detail = viewer.get(f"/v1/orders/{world.orders[1].pk}").json()["data"]
     assert detail["fills"][0]["price"] == "101"
+
+
+def test_orders_count_stops_at_the_cap(
+    world: Any, viewer: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trading.api
+
+    monkeypatch.setattr(trading.api, "COUNT_CAP", 3)
+    meta = viewer.get("/v1/orders", {"per_page": 2}).json()["pagination"]
+    assert meta == {"page": 1, "per_page": 2, "total": 3, "total_pages": 2, "total_exact": False}
+    page = viewer.get("/v1/orders", {"per_page": 2, "page": 3}).json()
+    assert len(page["data"]) == 1  # the rows past the cap are still served
+
+
+def test_a_role_change_applies_at_once(viewer: Client) -> None:
+    from django.contrib.auth.models import Group, User
+
+    assert viewer.get("/v1/auth/me").json()["data"]["role"] == "viewer"
+    user = User.objects.get(username="viewer_user")
+    user.groups.add(Group.objects.get_or_create(name="admin")[0])
+    assert viewer.get("/v1/auth/me").json()["data"]["role"] == "admin"
 
 
 def test_metrics_summary_aggregates_fills_and_the_equity_curve(world: Any, viewer: Client) -> None:
