@@ -367,9 +367,9 @@ class ModelTrainIn(Schema):
     start: date
     end: date
     label: str = Field(
-        "forward_return:5",
+        "forward_return:horizon=5",
         max_length=200,
-        description="as train_model --label, e.g. forward_return:5",
+        description="as train_model --label, e.g. forward_return:horizon=5",
     )
     params: dict[str, Any] = Field(default_factory=dict)
     n_splits: int = Field(5, ge=2, le=20)
