@@ -28,7 +28,7 @@ from risk.reads import (
     positions_of,
     risk_overrides,
 )
-from risk.rules import check_order
+from risk.rules import check_order, kill_switch_rejection
 from risk.values import (
     KillSwitchView,
     MarketView,
@@ -199,6 +199,9 @@ def _verdict_from_rules(
 ) -> RiskVerdict:
     """Ask ``check_order`` (the book: every position of the mode and their prices, read
     once)."""
+    stopped = kill_switch_rejection(switch, order.strategy_id)
+    if stopped is not None:  # first, as in check_order: before any market-data problem
+        return RiskVerdict(False, stopped.reason, stopped.check)
     positions, prices = book.positions, book.prices
     market = market_view(order.symbol, now, prices=prices, daily=book.daily)
     reference = order.limit_price or market.last_price

@@ -91,8 +91,8 @@ def _reject(check: str, reason: str, **details: object) -> RiskDecision:
 Check = Callable[[_Order], RiskDecision | None]
 
 
-def _kill_switch(o: _Order) -> RiskDecision | None:
-    ks = o.kill_switch
+def kill_switch_rejection(ks: KillSwitchView, strategy_id: int) -> RiskDecision | None:
+    """The kill switch's rejection (global first), or None when neither switch is active."""
     if ks.global_active:
         return _reject(
             "kill_switch", f"Kill switch active (global): {ks.global_reason}", scope="global"
@@ -102,9 +102,13 @@ def _kill_switch(o: _Order) -> RiskDecision | None:
             "kill_switch",
             f"Kill switch active (strategy): {ks.strategy_reason}",
             scope="strategy",
-            strategy_id=o.proposal.strategy_id,
+            strategy_id=strategy_id,
         )
     return None
+
+
+def _kill_switch(o: _Order) -> RiskDecision | None:
+    return kill_switch_rejection(o.kill_switch, o.proposal.strategy_id)
 
 
 def _max_risk(o: _Order) -> RiskDecision | None:

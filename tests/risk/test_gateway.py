@@ -337,6 +337,19 @@ def test_the_kill_switches_are_read_with_the_rest(strategy: Strategy, clock: Man
     assert reads.kill_switch == KillSwitchView(global_active=True, global_reason="halt all")
 
 
+def test_the_kill_switch_is_reported_before_missing_prices_or_account(
+    strategy: Strategy, clock: ManualClock
+) -> None:
+    from marketdata.models import Bar
+
+    Bar.objects.all().delete()  # no last price, and no account snapshot either
+    assert check(strategy, clock).reason.startswith("No last price for GWA")
+    killswitch_activate(reason="halt all")
+    verdict = check(strategy, clock)
+    assert (verdict.approved, verdict.check) == (False, "kill_switch")
+    assert verdict.reason == "Kill switch active (global): halt all"
+
+
 def test_a_missing_global_kill_switch_row_is_recreated(
     strategy: Strategy, clock: ManualClock
 ) -> None:
