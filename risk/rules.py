@@ -91,7 +91,7 @@ def _reject(check: str, reason: str, **details: object) -> RiskDecision:
 Check = Callable[[_Order], RiskDecision | None]
 
 
-def kill_switch_rejection(ks: KillSwitchView, strategy_id: int) -> RiskDecision | None:
+def kill_switch_rejection(ks: KillSwitchView, strategy_id: int | None) -> RiskDecision | None:
     """The kill switch's rejection (global first), or None when neither switch is active."""
     if ks.global_active:
         return _reject(
