@@ -12,7 +12,18 @@ from ninja import Field, Query, Router, Schema, Status
 
 from backtests import selectors
 from backtests.models import BacktestRun, WalkForwardRun
-from quant.api import MAX_ID, Data, Id, Out, Page, PageParams, decimal_text, paginate, responses
+from quant.api import (
+    MAX_ID,
+    Data,
+    Id,
+    Out,
+    Page,
+    PageParams,
+    accepted,
+    decimal_text,
+    paginate,
+    responses,
+)
 from quant.api_routers import Accepted, acting_user
 from quant.auth import Role, require_role
 from quant.selectors import strategy_by_id, strategy_version_get
@@ -194,9 +205,7 @@ def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn)
             requested_by=acting_user(principal),
         )
         backtest_run_submit(run=run)
-    url = f"/v1/runs/{run.pk}"
-    response["Location"] = url
-    return Status(202, {"data": {"id": run.pk, "status": run.status, "url": url}})
+    return accepted(response, f"/v1/runs/{run.pk}", run)
 
 
 @router.get("/{run_id}", response=responses(200, Data(RunDetailOut), 404, 422))
@@ -379,9 +388,7 @@ def walk_forward_start(
             requested_by=acting_user(principal),
         )
         walk_forward_run_submit(run=run)
-    url = f"/v1/walk-forward/{run.pk}"
-    response["Location"] = url
-    return Status(202, {"data": {"id": run.pk, "status": run.status, "url": url}})
+    return accepted(response, f"/v1/walk-forward/{run.pk}", run)
 
 
 @walk_forward_router.get("/{run_id}", response=responses(200, Data(WalkForwardDetailOut), 404, 422))

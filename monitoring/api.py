@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
@@ -19,13 +19,13 @@ from quant.api import (
     Out,
     Page,
     PageParams,
+    day_range,
     decimal_text,
     paginate,
     responses,
 )
 from quant.api_routers import acting_user
 from quant.auth import Role, require_role
-from quant.core.errors import ValidationError
 
 health_router = Router(tags=["health"])
 metrics_router = Router(tags=["metrics"])
@@ -86,6 +86,7 @@ class StrategyMetricsOut(Out):
 class MetricsSummaryOut(Out):
     period: str
     mode: str
+    bucket: str = Field(description="resolution of the curves: 1Min, 1Hour or 1Day")
     start: datetime | None
     end: datetime
     start_equity: str | None
@@ -204,17 +205,7 @@ def alert_out(alert: Alert) -> dict[str, Any]:
 def alerts_list(request: HttpRequest, filters: Query[AlertFilters]) -> dict[str, Any]:
     """Alerts, most recently seen first."""
     require_role(request, Role.VIEWER)
-    start = datetime.combine(filters.from_date, time.min, UTC) if filters.from_date else None
-    end = (
-        datetime.combine(filters.to_date, time.min, UTC) + timedelta(days=1)
-        if filters.to_date
-        else None
-    )
-    if start and end and end <= start:
-        raise ValidationError(
-            f"to_date {filters.to_date} is before from_date {filters.from_date}",
-            details={"problems": ["to_date: before from_date"]},
-        )
+    start, end = day_range(filters.from_date, filters.to_date)
     queryset = selectors.alerts_list(
         severity=filters.severity,
         acknowledged=filters.acknowledged,

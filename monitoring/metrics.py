@@ -1,7 +1,8 @@
 """Performance summary of paper or live trading over a period (``GET /v1/metrics/summary``).
 
 The database does the aggregation: the account equity curve is bucketed with a window
-function (the last snapshot of each hour or day), and fills are summed per strategy with one
+function (the last snapshot of each minute over a day, each hour over a week, each day
+beyond), and fills are summed per strategy with one
 GROUP BY (traded notional, commission, realized P&L, closing fills and winners). The ratios
 are computed from the bucketed curve with the backtest engine's formulas.
 """
@@ -14,10 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, RowRange, Sum, Window
-from django.db.models.functions import LastValue, TruncDay, TruncHour
+from django.db.models.functions import LastValue, TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
-from backtests.engine.metrics import TRADING_DAYS_PER_YEAR, curve_ratios, periods_per_year
+from backtests.engine.metrics import curve_ratios, periods_per_year
 from quant.core.errors import ValidationError
 from trading.models import AccountSnapshot, Fill
 
@@ -53,20 +54,32 @@ class StrategyPerformance:
         )
 
 
+BUCKETS = {"1Min": TruncMinute, "1Hour": TruncHour, "1Day": TruncDay}
+
+
+def bucket_for(delta: timedelta | None) -> str:
+    """Minutes over a day, hours over a week, days beyond."""
+    if delta is not None and delta <= timedelta(days=1):
+        return "1Min"
+    if delta is not None and delta <= timedelta(days=7):
+        return "1Hour"
+    return "1Day"
+
+
 def equity_curve(
-    *, mode: str, since: datetime | None, hourly: bool
+    *, mode: str, since: datetime | None, bucket: str = "1Day"
 ) -> list[tuple[datetime, Decimal]]:
-    """The account's last equity per hour (or day) since ``since``, oldest first."""
-    bucket = TruncHour("ts") if hourly else TruncDay("ts")
+    """The account's last equity per minute, hour or day since ``since``, oldest first."""
+    truncate = BUCKETS[bucket]("ts")
     snapshots = AccountSnapshot.objects.filter(mode=mode)
     if since is not None:
         snapshots = snapshots.filter(ts__gte=since)
     rows = (
         snapshots.annotate(
-            bucket=bucket,
+            bucket=truncate,
             close=Window(
                 LastValue("equity"),
-                partition_by=[bucket],
+                partition_by=[truncate],
                 order_by=F("ts").asc(),
                 frame=RowRange(start=None, end=None),
             ),
@@ -119,11 +132,11 @@ def metrics_summary(*, period: str, mode: str, now: datetime | None = None) -> d
     now = now or timezone.now()
     delta = PERIODS[period]
     since = now - delta if delta is not None else None
-    hourly = delta is not None and delta <= timedelta(days=7)
-    curve = equity_curve(mode=mode, since=since, hourly=hourly)
+    bucket = bucket_for(delta)
+    curve = equity_curve(mode=mode, since=since, bucket=bucket)
     strategies = strategy_performance(mode=mode, since=since)
     notional = sum((s.traded_notional for s in strategies), ZERO)
-    ppy = periods_per_year("1Hour") if hourly else float(TRADING_DAYS_PER_YEAR)
+    ppy = periods_per_year(bucket)
     ratios = curve_ratios(
         [float(v) for _, v in curve], periods_per_year=ppy, traded_notional=float(notional)
     )
@@ -139,6 +152,7 @@ def metrics_summary(*, period: str, mode: str, now: datetime | None = None) -> d
     return {
         "period": period,
         "mode": mode,
+        "bucket": bucket,
         "start": since or (curve[0][0] if curve else None),
         "end": now,
         "start_equity": start_equity,

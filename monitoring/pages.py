@@ -8,7 +8,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from marketdata.selectors import instruments_coverage
-from monitoring.health import platform_health
+from monitoring.health import platform_health_full
 from monitoring.models import Alert, AlertSeverity
 from quant.charts import drawdown_figure, equity_figure
 from quant.models import Strategy
@@ -52,11 +52,11 @@ def books() -> dict[str, Any]:
 def equity_charts() -> dict[str, Any]:
     charts = []
     for mode in trading_pages.modes_in_use():
-        stamps, equity = trading_pages.equity_series(mode=mode)
-        if len(equity) < 2:
+        curve = trading_pages.equity_summary(mode=mode)["equity_curve"]
+        if len(curve) < 2:
             continue
-        values = [float(e) for e in equity]  # chart coordinates; the tables show the Decimals
-        naive = [ts.replace(tzinfo=None) for ts in stamps]
+        values = [float(e) for _, e in curve]  # chart coordinates; the tables show the Decimals
+        naive = [ts.replace(tzinfo=None) for ts, _ in curve]
         charts.append(
             {
                 "id": f"equity-{mode}",
@@ -96,7 +96,7 @@ def health() -> dict[str, Any]:
     now = timezone.now()
     coverage = instruments_coverage(now=now)
     return {
-        "components": platform_health(),
+        "components": platform_health_full(),
         "checked_at": now,
         "safe_modes": list(SafeMode.objects.order_by("mode")),
         "reconciliations": list(ReconciliationRun.objects.order_by("-started_at")[:10]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -20,14 +21,14 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Path, Schema
+from ninja import Field, NinjaAPI, Path, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.renderers import BaseRenderer
 from pydantic import BaseModel, create_model
 
 from quant.auth import API_AUTH, api_throttles
-from quant.core.errors import ApplicationError
+from quant.core.errors import ApplicationError, ValidationError
 
 log = structlog.get_logger(__name__)
 
@@ -119,6 +120,26 @@ def decimal_text(value: Decimal | None) -> str | None:
         return None
     text = format(value.normalize(), "f") if value else "0"
     return text
+
+
+def day_range(
+    from_date: date | None, to_date: date | None
+) -> tuple[datetime | None, datetime | None]:
+    """Inclusive UTC days as a half-open range ``[start, end)``; a backwards range is a 422."""
+    start = datetime.combine(from_date, time.min, UTC) if from_date else None
+    end = datetime.combine(to_date, time.min, UTC) + timedelta(days=1) if to_date else None
+    if start and end and end <= start:
+        raise ValidationError(
+            f"to_date {to_date} is before from_date {from_date}",
+            details={"problems": ["to_date: before from_date"]},
+        )
+    return start, end
+
+
+def accepted(response: HttpResponse, url: str, obj: Any) -> Status[Any]:
+    """202 Accepted for a queued job: its id and status, and ``Location`` to poll."""
+    response["Location"] = url
+    return Status(202, {"data": {"id": obj.pk, "status": obj.status, "url": url}})
 
 
 def errors(*statuses: int) -> dict[int, Any]:

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
 from quant import selectors
-from quant.api import Data, Id, Out, Page, PageParams, errors, paginate, responses
+from quant.api import Data, Id, Out, Page, PageParams, accepted, errors, paginate, responses
 from quant.auth import (
     REFRESH,
     AuthenticationFailed,
@@ -25,7 +25,7 @@ from quant.auth import (
 )
 from quant.core.errors import ValidationError
 from quant.models import ModelArtifact, Strategy, StrategyMode
-from quant.strategies.config import config_validate
+from quant.strategies.config import config_parse, config_validate
 
 # --- /v1/auth ---------------------------------------------------------------------------
 
@@ -299,28 +299,19 @@ def strategy_patch(
     if payload.config is None and payload.config_yaml is None and payload.is_active is None:
         raise ValidationError("nothing to change: send config, config_yaml or is_active")
     source = f"strategy {strategy.name}"
-    data: Any = payload.config
     if payload.config_yaml is not None:
-        data = _yaml(payload.config_yaml, source)
-    if data is not None:
-        config = config_validate(data, source=source)
-        strategy_config_update(strategy=strategy, config=config)
+        strategy_config_update(
+            strategy=strategy, config=config_parse(payload.config_yaml, source=source)
+        )
+    elif payload.config is not None:
+        strategy_config_update(
+            strategy=strategy, config=config_validate(payload.config, source=source)
+        )
     if payload.is_active is not None:
         strategy_active_set(
             strategy=strategy, is_active=payload.is_active, user=acting_user(principal)
         )
     return {"data": strategy_detail_out(selectors.strategy_by_id(strategy_id=strategy_id))}
-
-
-def _yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValidationError(
-            f"{source}: not valid YAML{where}", details={"problems": [f"not valid YAML{where}"]}
-        ) from None
 
 
 # --- /v1/models -------------------------------------------------------------------------
@@ -448,9 +439,7 @@ def model_train(request: HttpRequest, response: HttpResponse, payload: ModelTrai
             user=acting_user(principal),
         )
         model_artifact_submit(artifact=artifact)
-    url = f"/v1/models/{artifact.pk}"
-    response["Location"] = url
-    return Status(202, {"data": {"id": artifact.pk, "status": artifact.status, "url": url}})
+    return accepted(response, f"/v1/models/{artifact.pk}", artifact)
 
 
 def _day_start(day: date) -> datetime:

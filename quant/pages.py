@@ -13,7 +13,7 @@ from backtests.pages import metric_rows, run_equity
 from quant.charts import equity_figure
 from quant.core.errors import ValidationError
 from quant.models import ApprovalRequest, ApprovalStatus, ModeChange, Strategy, StrategyVersion
-from quant.strategies.config import StrategyConfig, config_dump, config_validate
+from quant.strategies.config import StrategyConfig, config_dump, config_parse
 from trading.models import Position
 
 ZERO = Decimal(0)
@@ -56,16 +56,7 @@ def config_yaml(version: StrategyVersion | None) -> str:
 def config_yaml_parse(*, strategy: Strategy, text: str) -> StrategyConfig:
     """The editor's YAML as a validated config; a ValidationError whose ``details["problems"]``
     names each bad field (as ``PATCH /v1/strategies/<id>`` answers)."""
-    source = f"strategy {strategy.name}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValidationError(
-            f"{source}: not valid YAML{where}", details={"problems": [f"not valid YAML{where}"]}
-        ) from None
-    return config_validate(data, source=source)
+    return config_parse(text, source=f"strategy {strategy.name}")
 
 
 def strategy_page(strategy: Strategy) -> dict[str, Any]:

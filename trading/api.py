@@ -18,6 +18,7 @@ from quant.api import (
     Out,
     Page,
     PageParams,
+    day_range,
     decimal_text,
     paginate,
     responses,
@@ -246,30 +247,11 @@ def position_get(request: HttpRequest, position_id: Id) -> dict[str, Any]:
     }
 
 
-def _day_bounds(filters: OrderFilters) -> tuple[datetime | None, datetime | None]:
-    from datetime import UTC, timedelta
-
-    start = (
-        datetime.combine(filters.from_date, datetime.min.time(), UTC) if filters.from_date else None
-    )
-    end = (
-        datetime.combine(filters.to_date, datetime.min.time(), UTC) + timedelta(days=1)
-        if filters.to_date
-        else None
-    )
-    if start and end and end <= start:
-        raise ValidationError(
-            f"to_date {filters.to_date} is before from_date {filters.from_date}",
-            details={"problems": ["to_date: before from_date"]},
-        )
-    return start, end
-
-
 @orders_router.get("", response=responses(200, Page(OrderOut), 422))
 def orders_list(request: HttpRequest, filters: Query[OrderFilters]) -> dict[str, Any]:
     """Orders, most recent first."""
     require_role(request, Role.VIEWER)
-    start, end = _day_bounds(filters)
+    start, end = day_range(filters.from_date, filters.to_date)
     queryset = selectors.orders_list(
         strategy_id=filters.strategy_id,
         status=filters.status,

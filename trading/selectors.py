@@ -59,6 +59,10 @@ class PositionValue:
             return None
         return (self.last_price - self.position.avg_price) * self.position.quantity
 
+    @property
+    def side(self) -> str:
+        return "long" if self.position.quantity > 0 else "short"
+
 
 def positions_valued(positions: Iterable[Position]) -> list[PositionValue]:
     """The positions with their newest closes, read in one statement for all symbols."""

@@ -157,13 +157,21 @@ def config_load(path: Path | str) -> StrategyConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValidationError(f"{path}: cannot read the file ({exc.strerror})") from None
+    return config_parse(text, source=str(path))
+
+
+def config_parse(text: str, *, source: str) -> StrategyConfig:
+    """Validate a config given as YAML text (a file's, the dashboard editor's, the API's)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValidationError(f"{path}: not valid YAML{where}") from None
-    return config_validate(data, source=str(path))
+        raise ValidationError(
+            f"{source}: not valid YAML{where}",
+            details={"source": source, "problems": [f"not valid YAML{where}"]},
+        ) from None
+    return config_validate(data, source=source)
 
 
 def config_dump(config: StrategyConfig) -> str:

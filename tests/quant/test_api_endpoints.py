@@ -146,12 +146,10 @@ def test_strategy_patch_validates_like_a_yaml_file(world: Any, admin: Client) ->
 def test_runs_post_answers_202_with_a_location_and_runs_it(
     world: Any,
     operator: Client,
-    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from quant.celery import app
-
-    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     with django_capture_on_commit_callbacks(execute=True):
         response = operator.post(
             "/v1/runs",
