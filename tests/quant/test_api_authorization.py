@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from quant.api import api
-from tests.support.api import ROLES, World, client_for, make_user, role_rank, trading_world
+from tests.support.api import (
+    ROLES,
+    World,
+    client_for,
+    make_user,
+    paper_broker,  # noqa: F401  (fixture)
+    role_rank,
+    trading_world,
+)
 
 ADMIN_CODE = "matrix admin code"
 
@@ -151,6 +159,7 @@ def _template(path: str) -> str:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("paper_broker")
 @pytest.mark.parametrize("role", [None, *ROLES], ids=["anonymous", *ROLES])
 @pytest.mark.parametrize(
     ("method", "path", "body", "least"),

@@ -9,9 +9,14 @@ import pytest
 import yaml
 from django.test import Client
 
-from tests.support.api import client_for, make_user, trading_world
+from tests.support.api import (
+    client_for,
+    make_user,
+    paper_broker,  # noqa: F401  (fixture)
+    trading_world,
+)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("paper_broker")]
 
 
 @pytest.fixture

@@ -19,7 +19,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from quant.wsgi import application
-from tests.support.api import bearer, make_user, trading_world
+from tests.support.api import (
+    bearer,
+    make_user,
+    paper_broker,  # noqa: F401  (fixture)
+    trading_world,
+)
 
 schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", application)
 
@@ -56,6 +61,7 @@ def admin_token(settings: Any) -> str:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("paper_broker")
 @schema.parametrize()
 @settings(
     max_examples=12,

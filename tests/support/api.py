@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
@@ -15,6 +17,22 @@ from quant.auth import Principal, Role, principal_for, token_issue
 
 ROLES = ("viewer", "operator", "admin")
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def paper_broker() -> Iterator[Any]:
+    """Paper orders go to an in-memory broker double, not the SimulatedBroker: the venue
+    writes on a connection of its own, which would commit outside the test's transaction."""
+    from tests.trading.factories import AcceptingBroker
+    from trading.brokers import broker_override
+    from trading.services.reconcile import forget_process_reconciliation
+
+    broker = AcceptingBroker()
+    forget_process_reconciliation()
+    broker_override("paper", broker)
+    yield broker
+    broker_override("paper", None)
+    forget_process_reconciliation()
 
 
 def make_user(role: str, username: str | None = None) -> User:
