@@ -207,6 +207,10 @@ class WalkForwardRun(models.Model):
     def progress(self) -> float:
         return self.tasks_done / self.tasks_total if self.tasks_total else 0.0
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
 
 class WalkForwardWindow(models.Model):
     run = models.ForeignKey(WalkForwardRun, on_delete=models.CASCADE, related_name="windows")

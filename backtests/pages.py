@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from django.utils.dateparse import parse_datetime
 
 from backtests.engine.report import MAX_POINTS, METRIC_FIELDS, downsample_indices
+from backtests.engine.walkforward_plan import Objective
 from backtests.models import BacktestRun, BacktestTrade, EngineModeChoice, RunStatus
 from backtests.selectors import backtest_runs_list, backtest_trades_list
 from marketdata.domain import Timeframe
@@ -163,3 +164,63 @@ def price_figure(run: BacktestRun, symbol: str, trades: list[BacktestTrade]) -> 
     layout(figure, f"{symbol}: close and trades", height=360, y_title="Price")
     figure.update_layout(hovermode="closest")
     return figure_data(figure)
+
+
+# --- walk-forward ------------------------------------------------------------------------
+
+WF_SHOWN = 100
+OBJECTIVES = [(o.value, o.value.replace("_", " ").capitalize()) for o in Objective]
+
+
+def walk_forward_filtered(*, strategy_id: int | None, status: str | None) -> dict[str, Any]:
+    """The walk-forward runs of ``GET /v1/walk-forward`` (same selector), newest first."""
+    from backtests.selectors import walk_forward_runs_list
+
+    runs = walk_forward_runs_list(strategy_id=strategy_id, status=status or None).defer(
+        "equity_curve"
+    )
+    shown = list(runs[:WF_SHOWN])
+    return {
+        "wf_runs": shown,
+        "wf_total": runs.count(),
+        "wf_active": any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in shown[:20]),
+    }
+
+
+def walk_forward_summary(run: Any) -> dict[str, Any]:
+    """One walk-forward run: its windows, the stitched out-of-sample metrics, overfitting."""
+    from backtests.selectors import walk_forward_windows
+
+    result = run.result or {}
+    overfitting = result.get("overfitting") or {}
+    return {
+        "run": run,
+        "windows": walk_forward_windows(run=run),
+        "metrics": metric_rows(result.get("aggregated_metrics")),
+        "overfitting": overfitting,
+        "parameter_stability": result.get("parameter_stability") or {},
+        "wf_config": run.wf_config or {},
+        "flagged": result.get("flagged_windows"),
+    }
+
+
+def walk_forward_charts(run: Any) -> list[dict[str, Any]]:
+    """The stitched out-of-sample equity and its drawdown (succeeded runs)."""
+    if run.status != RunStatus.SUCCEEDED or not run.equity_curve:
+        return []
+    stamps, equity = [], []
+    for point in run.equity_curve:
+        ts = parse_datetime(str(point.get("ts")))
+        if ts is not None:
+            stamps.append(ts.astimezone(UTC).replace(tzinfo=None))
+            equity.append(float(point["equity"]))  # a chart coordinate
+    charts = [
+        {
+            "id": "wf-equity",
+            "figure": equity_figure(stamps, equity, title="Out-of-sample equity (stitched)"),
+        },
+        {"id": "wf-drawdown", "figure": drawdown_figure(stamps, equity)},
+    ]
+    for chart in charts:
+        chart["script_id"] = f"figure-{chart['id']}"
+    return charts

@@ -78,3 +78,47 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         fragments,
         lambda: {**pages.run_summary(run), "charts": pages.run_charts(run)},
     )
+
+
+@dashboard_view
+def walk_forward_runs(request: HttpRequest) -> HttpResponse:
+    """Walk-forward runs with filters, and the form that starts one (operators)."""
+    strategy_id, status = _int(request.GET.get("strategy")), request.GET.get("status") or ""
+    fragments = {
+        "wf_runs": Fragment(
+            "backtests/_walk_forward_table.html",
+            lambda r: pages.walk_forward_filtered(strategy_id=strategy_id, status=status),
+            NORMAL_MS,
+            ("runs",),
+        )
+    }
+    context = {
+        **pages.run_form_choices(),
+        "objectives": pages.OBJECTIVES,
+        "strategy_id": strategy_id,
+        "status": status,
+    }
+    return render_page(request, "backtests/walk_forward.html", fragments, context)
+
+
+@dashboard_view
+def walk_forward_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One walk-forward run: progress, windows and best parameters, the stitched out-of-sample
+    result with its overfitting statistics."""
+    run = get_object_or_404(
+        WalkForwardRun.objects.select_related("strategy", "strategy_version"), pk=run_id
+    )
+    fragments = {
+        "status": Fragment(
+            "backtests/_walk_forward_status.html",
+            lambda r: {"run": WalkForwardRun.objects.get(pk=run_id)},
+            CRITICAL_MS,
+            ("runs",),
+        ),
+    }
+    return render_page(
+        request,
+        "backtests/walk_forward_detail.html",
+        fragments,
+        lambda: {**pages.walk_forward_summary(run), "charts": pages.walk_forward_charts(run)},
+    )

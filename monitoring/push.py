@@ -29,6 +29,7 @@ TOPICS = {
     "monitoring.Alert": "alerts",
     "risk.KillSwitchState": "killswitch",
     "backtests.BacktestRun": "runs",
+    "backtests.WalkForwardRun": "runs",
 }
 
 

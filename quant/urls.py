@@ -19,6 +19,10 @@ urlpatterns = [
     path("positions", trading_views.positions, name="positions"),
     path("runs", backtests_views.runs, name="runs"),
     path("runs/<int:run_id>", backtests_views.run_detail, name="run-detail"),
+    path("walk-forward", backtests_views.walk_forward_runs, name="walk-forward"),
+    path(
+        "walk-forward/<int:run_id>", backtests_views.walk_forward_detail, name="walk-forward-detail"
+    ),
     path("health", monitoring_views.health, name="health"),
     path("settings", risk_views.settings_page, name="settings"),
     path("marketdata", marketdata_views.landing, name="landing"),

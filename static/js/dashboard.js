@@ -243,6 +243,36 @@
     });
   }
 
+  function startWalkForward(form) {
+    var button = form.querySelector("button[type=submit]");
+    var f = form.elements;
+    var grid;
+    try { grid = JSON.parse(f.parameter_grid.value || "{}"); }
+    catch (error) { say(form, "Parameter grid: not valid JSON (" + error.message + ")", "error"); return; }
+    var payload = { strategy_id: parseInt(f.strategy_id.value, 10), in_sample_days: parseInt(f.in_sample_days.value, 10),
+                    out_of_sample_days: parseInt(f.out_of_sample_days.value, 10), step_days: parseInt(f.step_days.value, 10),
+                    window_type: f.window_type.value, objective: f.objective.value, parameter_grid: grid };
+    var box = form.querySelector("[data-run-progress]");
+    var status = form.querySelector("[data-run-status]");
+    var bar = box.querySelector(".progress > span");
+    busy(button, true);
+    say(form, "");
+    box.hidden = false;
+    status.textContent = "Submitting…";
+    api("POST", "/v1/walk-forward", payload).then(function (result) {
+      if (!result.ok) { busy(button, false); box.hidden = true; say(form, result.message, "error"); return; }
+      var run = result.body.data;
+      refreshTopic("runs");
+      watchRun(run.url || "/v1/walk-forward/" + run.id, run.id, status, bar, function (final) {
+        busy(button, false);
+        if (final.status === "succeeded") { window.location.assign("/walk-forward/" + run.id); return; }
+        box.hidden = true;
+        say(form, "Walk-forward " + run.id + " " + final.status + (final.error_message ? ": " + final.error_message : ""), "error");
+        refreshTopic("runs");
+      });
+    });
+  }
+
   function watchRun(url, id, status, bar, done) {
     api("GET", url).then(function (result) {
       if (!result.ok) { status.textContent = result.message; window.setTimeout(function () { watchRun(url, id, status, bar, done); }, 2000); return; }
@@ -314,6 +344,7 @@
     var handler = form.matches("[data-kill-switch-form]") ? killSwitch
       : form.matches("[data-order-form]") ? placeOrder
       : form.matches("[data-run-form]") ? startRun
+      : form.matches("[data-wf-form]") ? startWalkForward
       : form.matches("[data-config-form]") ? saveConfig
       : null;
     if (!handler) { return; }
@@ -323,12 +354,13 @@
 
   function runDetailWatch() {
     // A run page whose run is not finished reloads itself when it finishes (charts appear).
-    var status = document.querySelector("[data-run-id][data-run-final='0']");
+    var status = document.querySelector("[data-run-id][data-run-final='0'], [data-wf-id][data-run-final='0']");
     if (!status) { return; }
-    var id = status.dataset.runId;
-    watchRun("/v1/runs/" + id, id, null, null, function () { window.location.reload(); });
+    var id = status.dataset.runId || status.dataset.wfId;
+    var url = status.dataset.runId ? "/v1/runs/" + id : "/v1/walk-forward/" + id;
+    watchRun(url, id, null, null, function () { window.location.reload(); });
     document.addEventListener("fragment:refreshed", function () {
-      if (document.querySelector("[data-run-id][data-run-final='1']")) { window.location.reload(); }
+      if (document.querySelector("[data-run-id][data-run-final='1'], [data-wf-id][data-run-final='1']")) { window.location.reload(); }
     });
   }
 
