@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django's WSGI handler on worker threads (``quant.http``),
 and the dashboard's websocket on Channels (signed-in sessions only)."""
 
+import gc
 import os
 
 from channels.auth import AuthMiddlewareStack
@@ -15,6 +16,11 @@ django_wsgi_app = get_wsgi_application()
 
 from monitoring.consumers import DashboardConsumer  # noqa: E402  (needs the apps loaded)
 from quant.http import ThreadedWsgi  # noqa: E402
+
+# Everything imported so far lives as long as the process: keep it out of the cyclic garbage
+# collector's full passes, whose pauses (tens of ms over Django, pandas and plotly) would
+# otherwise stall every request in flight.
+gc.freeze()
 
 application = ProtocolTypeRouter(
     {
