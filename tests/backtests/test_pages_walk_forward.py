@@ -48,6 +48,7 @@ def test_the_history_lists_runs_with_their_verdict(
 ) -> None:
     html = page(viewer, "/walk-forward")
     assert f'href="/walk-forward/{finished.pk}"' in html
+    assert finished.result is not None
     assert finished.result["overfitting"]["verdict"][:60] in html
     assert "Start a walk-forward run" not in html  # viewers read only
     rows = page(viewer, "/walk-forward", fragment="wf_runs")
