@@ -93,15 +93,36 @@ class RunFilters(PageParams):
     )
 
 
-class BacktestIn(Schema):
+class JobIn(Schema):
+    """What a backtest and a walk-forward run both take: the strategy, the data range and the
+    costs (the strategy's current version runs)."""
+
     strategy_id: int = Field(ge=1, le=MAX_ID)
     start: date | None = Field(None, description="first day (UTC); default: the first bar")
     end: date | None = Field(None, description="last day (UTC); default: the newest bar")
     symbols: list[str] | None = Field(None, max_length=100, description="default: the config's")
-    engine_mode: Literal["event", "vectorized"] = "event"
     initial_capital: Decimal = Field(Decimal("100000"), gt=0, max_digits=20, decimal_places=2)
     commission_per_trade: Decimal = Field(Decimal("1.00"), ge=0, max_digits=12, decimal_places=4)
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
+
+    def backtest_config(self, **extra: Any) -> Any:
+        from backtests.engine import BacktestConfig
+
+        return BacktestConfig(
+            initial_capital=self.initial_capital,
+            commission_per_trade=self.commission_per_trade,
+            slippage_bps=self.slippage_bps,
+            start_date=_day(self.start),
+            end_date=_day(self.end, end=True),
+            **extra,
+        )
+
+    def symbol_override(self) -> tuple[str, ...] | None:
+        return tuple(s.strip().upper() for s in self.symbols) if self.symbols else None
+
+
+class BacktestIn(JobIn):
+    engine_mode: Literal["event", "vectorized"] = "event"
     fill_at: Literal["close", "next_open"] = "close"
 
 
@@ -182,26 +203,19 @@ def runs_list(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any
 def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn) -> Status[Any]:
     """Queue a backtest of the strategy's current version: 202 with the run id and a
     Location to poll (``GET /v1/runs/{id}``: status, progress, then metrics and trades)."""
-    from backtests.engine import BacktestConfig, EngineMode, FillAt
+    from backtests.engine import EngineMode, FillAt
     from backtests.services import backtest_run_create, backtest_run_submit
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
     version = strategy_version_get(strategy=strategy)
-    config = BacktestConfig(
-        initial_capital=payload.initial_capital,
-        commission_per_trade=payload.commission_per_trade,
-        slippage_bps=payload.slippage_bps,
-        start_date=_day(payload.start),
-        end_date=_day(payload.end, end=True),
-        fill_at=FillAt(payload.fill_at),
-    )
+    config = payload.backtest_config(fill_at=FillAt(payload.fill_at))
     with transaction.atomic():
         run = backtest_run_create(
             strategy_version=version,
             config=config,
             mode=EngineMode(payload.engine_mode),
-            symbols=tuple(s.strip().upper() for s in payload.symbols) if payload.symbols else None,
+            symbols=payload.symbol_override(),
             requested_by=acting_user(principal),
         )
         backtest_run_submit(run=run)
@@ -273,23 +287,16 @@ class WalkForwardFilters(PageParams):
     status: RunStatusName | None = None
 
 
-class WalkForwardIn(Schema):
-    strategy_id: int = Field(ge=1, le=MAX_ID)
+class WalkForwardIn(JobIn):
     in_sample_days: int = Field(ge=1, le=100_000)
     out_of_sample_days: int = Field(ge=1, le=100_000)
     step_days: int = Field(ge=1, le=100_000)
     window_type: Literal["rolling", "anchored"] = "rolling"
     parameter_grid: dict[str, list[Any]] = Field(
-        default_factory=dict, description='e.g. {"fast_period": [5, 10], "slow_period": [30, 50]}'
+        default_factory=dict, description='e.g. {"fast": [5, 10], "slow": [30, 50]}'
     )
     objective: str = Field("sharpe", max_length=40)
     min_trades_required: int = Field(1, ge=0, le=100_000)
-    start: date | None = None
-    end: date | None = None
-    symbols: list[str] | None = Field(None, max_length=100)
-    initial_capital: Decimal = Field(Decimal("100000"), gt=0, max_digits=20, decimal_places=2)
-    commission_per_trade: Decimal = Field(Decimal("1.00"), ge=0, max_digits=12, decimal_places=4)
-    slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
 
 
 def walk_forward_out(run: WalkForwardRun) -> dict[str, Any]:
@@ -356,7 +363,6 @@ def walk_forward_start(
     request: HttpRequest, response: HttpResponse, payload: WalkForwardIn
 ) -> Status[Any]:
     """Check and queue a walk-forward run (windows fan out over the Celery workers)."""
-    from backtests.engine import BacktestConfig
     from backtests.engine.walkforward import WalkForwardConfig
     from backtests.walkforward_services import walk_forward_run_create, walk_forward_run_submit
 
@@ -372,19 +378,12 @@ def walk_forward_start(
         objective=payload.objective,  # type: ignore[arg-type]
         min_trades_required=payload.min_trades_required,
     )
-    config = BacktestConfig(
-        initial_capital=payload.initial_capital,
-        commission_per_trade=payload.commission_per_trade,
-        slippage_bps=payload.slippage_bps,
-        start_date=_day(payload.start),
-        end_date=_day(payload.end, end=True),
-    )
     with transaction.atomic():
         run = walk_forward_run_create(
             strategy_version=version,
             wf_config=wf_config,
-            backtest_config=config,
-            symbols=tuple(s.strip().upper() for s in payload.symbols) if payload.symbols else None,
+            backtest_config=payload.backtest_config(),
+            symbols=payload.symbol_override(),
             requested_by=acting_user(principal),
         )
         walk_forward_run_submit(run=run)

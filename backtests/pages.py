@@ -74,9 +74,14 @@ def run_summary(run: BacktestRun) -> dict[str, Any]:
 
 
 def run_equity(run: BacktestRun) -> tuple[list[datetime], list[float]]:
+    return curve_points(run.equity_curve or [])
+
+
+def curve_points(points: list[dict[str, Any]]) -> tuple[list[datetime], list[float]]:
+    """A stored ``[{"ts", "equity"}]`` curve (a backtest's, a walk-forward's) as chart axes."""
     stamps: list[datetime] = []
     values: list[float] = []
-    for point in run.equity_curve or []:
+    for point in points:
         ts = parse_datetime(str(point.get("ts")))
         if ts is None:
             continue
@@ -208,12 +213,7 @@ def walk_forward_charts(run: Any) -> list[dict[str, Any]]:
     """The stitched out-of-sample equity and its drawdown (succeeded runs)."""
     if run.status != RunStatus.SUCCEEDED or not run.equity_curve:
         return []
-    stamps, equity = [], []
-    for point in run.equity_curve:
-        ts = parse_datetime(str(point.get("ts")))
-        if ts is not None:
-            stamps.append(ts.astimezone(UTC).replace(tzinfo=None))
-            equity.append(float(point["equity"]))  # a chart coordinate
+    stamps, equity = curve_points(run.equity_curve)
     charts = [
         {
             "id": "wf-equity",

@@ -154,11 +154,12 @@ def check_broker_connection(mode: str = "paper", now: datetime | None = None) ->
     return ComponentStatus(name, True, f"{broker}: reconciled {age} s ago ({state})")
 
 
-def check_data_freshness(now: datetime | None = None) -> ComponentStatus:
-    """Every stored instrument and timeframe as recent as the exchange calendar expects."""
+def check_series_freshness(coverage: list[Any] | None = None) -> ComponentStatus:
+    """Every stored instrument and timeframe as recent as the exchange calendar expects
+    (``coverage``: ``instruments_coverage()`` when the caller has read it already)."""
     from marketdata.selectors import instruments_coverage
 
-    coverage = instruments_coverage(now=now)
+    coverage = instruments_coverage() if coverage is None else coverage
     if not coverage:
         return ComponentStatus("data_freshness", False, "no instruments stored yet")
     stale = [f"{c.instrument.symbol} {c.timeframe}" for c in coverage if c.freshness.is_stale]
@@ -168,14 +169,14 @@ def check_data_freshness(now: datetime | None = None) -> ComponentStatus:
     return ComponentStatus("data_freshness", True, f"{len(coverage)} series up to date")
 
 
-def platform_health_full() -> list[ComponentStatus]:
+def platform_health_full(coverage: list[Any] | None = None) -> list[ComponentStatus]:
     """What ``/v1/health`` and the health page show: the core components, Redis, the broker
-    connections and data freshness."""
+    connections and data freshness (from ``coverage`` when given)."""
     statuses = platform_health()
     statuses.append(check_redis())
     if statuses[0].healthy:  # the database answers: the rest reads from it
         statuses.append(check_broker_connection("paper"))
         if settings.ALPACA_LIVE_TRADING_ENABLED:
             statuses.append(check_broker_connection("live"))
-        statuses.append(check_data_freshness())
+        statuses.append(check_series_freshness(coverage))
     return statuses

@@ -96,7 +96,7 @@ def health() -> dict[str, Any]:
     now = timezone.now()
     coverage = instruments_coverage(now=now)
     return {
-        "components": platform_health_full(),
+        "components": platform_health_full(coverage),
         "checked_at": now,
         "safe_modes": list(SafeMode.objects.order_by("mode")),
         "reconciliations": list(ReconciliationRun.objects.order_by("-started_at")[:10]),

@@ -216,10 +216,26 @@
   }
 
   function startRun(form) {
-    var button = form.querySelector("button[type=submit]");
     var f = form.elements;
-    var payload = { strategy_id: parseInt(f.strategy_id.value, 10), start: f.start.value || null, end: f.end.value || null,
-                    initial_capital: f.initial_capital.value.trim(), engine_mode: f.engine_mode.value };
+    submitJob(form, "/v1/runs", "/runs/", "Run", {
+      strategy_id: parseInt(f.strategy_id.value, 10), start: f.start.value || null, end: f.end.value || null,
+      initial_capital: f.initial_capital.value.trim(), engine_mode: f.engine_mode.value });
+  }
+
+  function startWalkForward(form) {
+    var f = form.elements;
+    var grid;
+    try { grid = JSON.parse(f.parameter_grid.value || "{}"); }
+    catch (error) { say(form, "Parameter grid: not valid JSON (" + error.message + ")", "error"); return; }
+    submitJob(form, "/v1/walk-forward", "/walk-forward/", "Walk-forward", {
+      strategy_id: parseInt(f.strategy_id.value, 10), in_sample_days: parseInt(f.in_sample_days.value, 10),
+      out_of_sample_days: parseInt(f.out_of_sample_days.value, 10), step_days: parseInt(f.step_days.value, 10),
+      window_type: f.window_type.value, objective: f.objective.value, parameter_grid: grid });
+  }
+
+  // POST a job (202 + Location), show its progress, and open its page once it succeeds.
+  function submitJob(form, apiUrl, pagePrefix, label, payload) {
+    var button = form.querySelector("button[type=submit]");
     var box = form.querySelector("[data-run-progress]");
     var status = form.querySelector("[data-run-status]");
     var bar = box.querySelector(".progress > span");
@@ -228,46 +244,16 @@
     box.hidden = false;
     status.textContent = "Submitting…";
     bar.style.width = "0%";
-    api("POST", "/v1/runs", payload).then(function (result) {
+    api("POST", apiUrl, payload).then(function (result) {
       if (!result.ok) { busy(button, false); box.hidden = true; say(form, result.message, "error"); return; }
-      var run = result.body.data;
-      var url = run.url || result.location || "/v1/runs/" + run.id;
+      var job = result.body.data;
+      var url = job.url || result.location || apiUrl + "/" + job.id;
       refreshTopic("runs");
-      watchRun(url, run.id, status, bar, function (final) {
+      watchRun(url, job.id, status, bar, function (final) {
         busy(button, false);
-        if (final.status === "succeeded") { window.location.assign("/runs/" + run.id); return; }
+        if (final.status === "succeeded") { window.location.assign(pagePrefix + job.id); return; }
         box.hidden = true;
-        say(form, "Run " + run.id + " " + final.status + (final.error_message ? ": " + final.error_message : ""), "error");
-        refreshTopic("runs");
-      });
-    });
-  }
-
-  function startWalkForward(form) {
-    var button = form.querySelector("button[type=submit]");
-    var f = form.elements;
-    var grid;
-    try { grid = JSON.parse(f.parameter_grid.value || "{}"); }
-    catch (error) { say(form, "Parameter grid: not valid JSON (" + error.message + ")", "error"); return; }
-    var payload = { strategy_id: parseInt(f.strategy_id.value, 10), in_sample_days: parseInt(f.in_sample_days.value, 10),
-                    out_of_sample_days: parseInt(f.out_of_sample_days.value, 10), step_days: parseInt(f.step_days.value, 10),
-                    window_type: f.window_type.value, objective: f.objective.value, parameter_grid: grid };
-    var box = form.querySelector("[data-run-progress]");
-    var status = form.querySelector("[data-run-status]");
-    var bar = box.querySelector(".progress > span");
-    busy(button, true);
-    say(form, "");
-    box.hidden = false;
-    status.textContent = "Submitting…";
-    api("POST", "/v1/walk-forward", payload).then(function (result) {
-      if (!result.ok) { busy(button, false); box.hidden = true; say(form, result.message, "error"); return; }
-      var run = result.body.data;
-      refreshTopic("runs");
-      watchRun(run.url || "/v1/walk-forward/" + run.id, run.id, status, bar, function (final) {
-        busy(button, false);
-        if (final.status === "succeeded") { window.location.assign("/walk-forward/" + run.id); return; }
-        box.hidden = true;
-        say(form, "Walk-forward " + run.id + " " + final.status + (final.error_message ? ": " + final.error_message : ""), "error");
+        say(form, label + " " + job.id + " " + final.status + (final.error_message ? ": " + final.error_message : ""), "error");
         refreshTopic("runs");
       });
     });
