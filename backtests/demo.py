@@ -23,15 +23,27 @@ class DemoBacktest:
     run: BacktestRun | None  # the run made by this call (None when one existed)
 
 
+def builtin_reviews(report: LoadReport) -> None:
+    """Review the shipped strategies, in the versions the shipped files hold: an edit made
+    since (through the API or the dashboard) is reviewed like any other, by a second user."""
+    from_files = {r.name: r.version for r in report.results if not (r.kept or r.conflict)}
+    shipped = Strategy.objects.filter(name__in=from_files).select_related("current_version")
+    for strategy in shipped:
+        version = strategy.current_version
+        if version is not None and version.number == from_files[strategy.name]:
+            strategy_review_builtin(
+                strategy=strategy,
+                version=version,
+                note="built-in strategy shipped with the platform (demo seed)",
+            )
+
+
 def demo_backtest_ensure(*, configs: Path | None = None) -> DemoBacktest:
     """Load the shipped strategy configs; run the demo strategy once if it never succeeded."""
     report = strategies_load_directory(
         path=configs or Path(settings.BASE_DIR) / "configs" / "strategies"
     )
-    for shipped in Strategy.objects.filter(name__in=[r.name for r in report.results]):
-        strategy_review_builtin(
-            strategy=shipped, note="built-in strategy shipped with the platform (demo seed)"
-        )
+    builtin_reviews(report)
     strategy = Strategy.objects.select_related("current_version").get(name=DEMO_STRATEGY)
     version = strategy.current_version
     assert version is not None

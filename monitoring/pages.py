@@ -13,6 +13,7 @@ from monitoring.models import Alert, AlertSeverity
 from quant.charts import drawdown_figure, equity_figure
 from quant.models import Strategy
 from risk.selectors import admin_code_is_set, killswitch_status
+from risk.state import MODES_ALLOWED
 from trading import pages as trading_pages
 from trading.models import ReconciliationRun, SafeMode, StrategyRuntime
 
@@ -83,9 +84,11 @@ def orders_recent() -> dict[str, Any]:
 
 
 def manual_order_choices() -> dict[str, Any]:
+    """The strategies the manual order form offers: those the mode gate lets trade."""
+    tradable = [mode for mode, allowed in MODES_ALLOWED.items() if allowed]
     return {
         "order_strategies": list(
-            Strategy.objects.filter(is_active=True)
+            Strategy.objects.filter(is_active=True, mode__in=tradable)
             .order_by("name")
             .values("pk", "name", "mode", "symbols")
         ),

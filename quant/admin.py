@@ -25,7 +25,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from quant.admin_base import ReadOnlyAdmin, ReadOnlyInline
-from quant.approvals import approval_decide, approval_request, strategy_demote
+from quant.approvals import (
+    approval_decide,
+    approval_request,
+    strategy_demote,
+    strategy_mode_transition,
+)
 from quant.core.errors import ApplicationError, ValidationError
 from quant.feature_store import feature_cache_entries_delete, version_definition
 from quant.ml.training import validation_table
@@ -159,13 +164,13 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "symbol_list",
         "timeframe",
         "mode",
-        "reviewed_at",
+        "reviewed_version",
         "version_number",
         "is_active",
         "updated_at",
     )
     list_filter = ("mode", "is_active", "class_name", "timeframe")
-    list_select_related = ("current_version",)
+    list_select_related = ("current_version", "reviewed_version")
     search_fields = ("name",)
     fields = (
         "name",
@@ -174,6 +179,7 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "symbols",
         "timeframe",
         "mode",
+        "reviewed_version",
         "reviewed_at",
         "is_active",
         "current_version",
@@ -203,21 +209,39 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         version = strategy.current_version
         return format_html("<pre>{}</pre>", _config_yaml(version)) if version else "-"
 
-    def _request(
-        self, request: HttpRequest, queryset: QuerySet[Strategy], kind: ApprovalKind, **extra: Any
+    def _transition(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Strategy],
+        to_mode: StrategyMode,
+        **extra: Any,
     ) -> None:
-        def open_request(strategy: Strategy) -> str:
-            approval = approval_request(strategy=strategy, kind=kind, user=request.user, **extra)
+        """A promotion through ``strategy_mode_transition``, as the API's."""
+
+        def move(strategy: Strategy) -> str:
+            done = strategy_mode_transition(
+                strategy=strategy, to_mode=to_mode, user=request.user, **extra
+            )
+            assert done.approval is not None  # promotions only: "Demote" has its own action
             return (
-                f"{kind.label} of {strategy} requested (request {approval.pk}): "
+                f"{done.approval.get_kind_display()} of {strategy} requested (request "
+                f"{done.approval.pk}): another user approves or rejects it under Approval requests"
+            )
+
+        report_each(self, request, queryset, move)
+
+    @admin.action(description="Request review", permissions=["change"])
+    def request_review(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> None:
+        def open_request(strategy: Strategy) -> str:
+            approval = approval_request(
+                strategy=strategy, kind=ApprovalKind.STRATEGY_REVIEW, user=request.user
+            )
+            return (
+                f"{approval.get_kind_display()} of {strategy} requested (request {approval.pk}): "
                 "another user approves or rejects it under Approval requests"
             )
 
         report_each(self, request, queryset, open_request)
-
-    @admin.action(description="Request review", permissions=["change"])
-    def request_review(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> None:
-        self._request(request, queryset, ApprovalKind.STRATEGY_REVIEW)
 
     @admin.action(description="Request promotion to paper", permissions=["change"])
     def request_paper(
@@ -235,18 +259,18 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 form=form,
                 submit_label="Request promotion",
             )
-        self._request(
+        self._transition(
             request,
             queryset,
-            ApprovalKind.PROMOTE_PAPER,
+            StrategyMode.PAPER,
             backtest_run_ids=form.cleaned_data["backtest_run_ids"],
-            note=form.cleaned_data["note"],
+            reason=form.cleaned_data["note"],
         )
         return None
 
     @admin.action(description="Request promotion to live", permissions=["change"])
     def request_live(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> None:
-        self._request(request, queryset, ApprovalKind.PROMOTE_LIVE)
+        self._transition(request, queryset, StrategyMode.LIVE, reason="")
 
     @admin.action(description="Demote", permissions=["change"])
     def demote(self, request: HttpRequest, queryset: QuerySet[Strategy]) -> HttpResponse | None:

@@ -112,7 +112,8 @@ class StrategyOut(Out):
     timeframe: str
     mode: str
     is_active: bool
-    reviewed: bool
+    reviewed: bool = Field(description="the current version passed its review (gate 1)")
+    reviewed_version: int | None
     reviewed_at: datetime | None
     current_version: int | None
     source_path: str
@@ -190,7 +191,8 @@ def strategy_out(strategy: Strategy) -> dict[str, Any]:
         "timeframe": strategy.timeframe,
         "mode": strategy.mode,
         "is_active": strategy.is_active,
-        "reviewed": strategy.reviewed_at is not None,
+        "reviewed": strategy.is_reviewed,
+        "reviewed_version": strategy.reviewed_version.number if strategy.reviewed_version else None,
         "reviewed_at": strategy.reviewed_at,
         "current_version": strategy.current_version.number if strategy.current_version else None,
         "source_path": strategy.source_path,
@@ -269,7 +271,7 @@ def strategies_list(request: HttpRequest, filters: Query[StrategyFilters]) -> di
     """Configured strategies, by name."""
     require_role(request, Role.VIEWER)
     active = {"active": True, "inactive": False, "all": None}[filters.status]
-    queryset = selectors.strategies_list(is_active=active).select_related("current_version")
+    queryset = selectors.strategies_list(is_active=active)
     if filters.mode:
         queryset = queryset.filter(mode=filters.mode)
     return paginate(queryset, filters, lambda rows: [strategy_out(s) for s in rows])
@@ -289,7 +291,8 @@ def strategy_patch(
     request: HttpRequest, strategy_id: Id, payload: StrategyPatchIn
 ) -> dict[str, Any]:
     """Change the config (validated exactly like a YAML file; a new version when it differs)
-    or switch the strategy on or off. Admin only."""
+    or switch the strategy on or off. Admin only. A new version is unreviewed: a strategy in
+    paper or live mode returns to research until it passes the gates again."""
     from quant.services import strategy_active_set, strategy_config_update
 
     principal = require_role(request, Role.ADMIN)

@@ -1,20 +1,30 @@
 """Human-in-the-loop gates (spec): strategy review before backtests, backtest → paper,
-paper → live. Each promotion is an ``ApprovalRequest`` with evidence, decided by a user other
-than the requester; approving applies the change in the same transaction and records it.
-Risk limit changes are the fourth gate and live in the risk app (``RiskLimitChange``).
-Demotions (live → paper → research) need no approval: reducing risk is never blocked.
+paper → live, and every change of a strategy's mode.
+
+- A review and a promotion belong to one **strategy version**. Storing a new version (a YAML
+  file, the API, the dashboard editor) leaves it unreviewed, withdraws the requests still
+  pending for older versions, and drops a strategy in paper or live back to research: a
+  config nobody approved never trades (``strategy_version_stored``).
+- Every mode change goes through ``strategy_mode_transition``, driven by ``TRANSITIONS``: a
+  demotion applies at once (reducing risk is never blocked), a promotion opens an
+  ``ApprovalRequest`` with its evidence, and anything else (skipping a gate) is refused.
+- A request is decided by a user other than its requester (``four_eyes``, the same rule and
+  answer as risk-limit changes); approving applies the change in the same transaction.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from quant.core.errors import ConflictError, ValidationError
+from quant.core.errors import ConflictError, GateClosedError, SelfApprovalError, ValidationError
 from quant.models import (
     ApprovalKind,
     ApprovalRequest,
@@ -22,19 +32,94 @@ from quant.models import (
     ModeChange,
     Strategy,
     StrategyMode,
+    StrategyVersion,
 )
 
-User = AbstractBaseUser | AnonymousUser | None
+log = structlog.get_logger(__name__)
 
-PROMOTIONS = {
-    ApprovalKind.PROMOTE_PAPER: (StrategyMode.RESEARCH, StrategyMode.PAPER),
-    ApprovalKind.PROMOTE_LIVE: (StrategyMode.PAPER, StrategyMode.LIVE),
+User = AbstractBaseUser | AnonymousUser | None
+M = StrategyMode
+
+
+class Move(enum.Enum):
+    DEMOTE = "demote"  # at once, with a reason
+    PROMOTE = "promote"  # through an approval request
+
+
+# (from, to) -> how: a pair not in the table skips a gate and is refused.
+TRANSITIONS: dict[tuple[StrategyMode, StrategyMode], tuple[Move, ApprovalKind | None]] = {
+    (M.RESEARCH, M.PAPER): (Move.PROMOTE, ApprovalKind.PROMOTE_PAPER),
+    (M.PAPER, M.LIVE): (Move.PROMOTE, ApprovalKind.PROMOTE_LIVE),
+    (M.LIVE, M.PAPER): (Move.DEMOTE, None),
+    (M.LIVE, M.RESEARCH): (Move.DEMOTE, None),
+    (M.PAPER, M.RESEARCH): (Move.DEMOTE, None),
 }
-ORDER = [StrategyMode.RESEARCH, StrategyMode.PAPER, StrategyMode.LIVE]
+PROMOTIONS = {kind: pair for pair, (move, kind) in TRANSITIONS.items() if kind is not None}
+SELF_APPROVAL = "a request must be decided by another user than the one who made it"
 
 
 def _user(user: User) -> Any:
     return user if getattr(user, "pk", None) else None
+
+
+def four_eyes(*, requested_by_id: int | None, decider: User) -> Any:
+    """The deciding user, after the four-eyes rule: signed in, and not the requester."""
+    decider = _user(decider)
+    if decider is None:
+        raise ValidationError("a decision needs a signed-in user")
+    if requested_by_id is not None and requested_by_id == decider.pk:
+        raise SelfApprovalError(SELF_APPROVAL)
+    return decider
+
+
+@dataclass(frozen=True)
+class ModeTransition:
+    """What ``strategy_mode_transition`` did: ``applied`` (a demotion) or ``pending_approval``
+    (a promotion, with its request)."""
+
+    strategy: Strategy
+    from_mode: StrategyMode
+    to_mode: StrategyMode
+    approval: ApprovalRequest | None
+
+    @property
+    def status(self) -> str:
+        return "pending_approval" if self.approval is not None else "applied"
+
+
+def strategy_mode_transition(
+    *,
+    strategy: Strategy,
+    to_mode: StrategyMode | str,
+    user: User,
+    reason: str,
+    backtest_run_ids: list[int] | None = None,
+) -> ModeTransition:
+    """Move a strategy between research, paper and live, one gate at a time."""
+    try:
+        target = StrategyMode(to_mode)
+    except ValueError:
+        raise ValidationError(
+            f"to_mode: {to_mode!r} is not a mode; use one of {', '.join(StrategyMode.values)}"
+        ) from None
+    current = StrategyMode(Strategy.objects.values_list("mode", flat=True).get(pk=strategy.pk))
+    if current == target:
+        raise ConflictError(f"strategy {strategy.name} is already in {current.value} mode")
+    how = TRANSITIONS.get((current, target))
+    if how is None:
+        raise GateClosedError(
+            f"{current.value} → {target.value} skips a gate: promote to paper first",
+            details={"from_mode": current.value, "to_mode": target.value},
+        )
+    move, kind = how
+    if move is Move.DEMOTE:
+        demoted = strategy_demote(strategy=strategy, to_mode=target, user=user, reason=reason)
+        return ModeTransition(demoted, current, target, None)
+    assert kind is not None
+    approval = approval_request(
+        strategy=strategy, kind=kind, user=user, note=reason, backtest_run_ids=backtest_run_ids
+    )
+    return ModeTransition(strategy, current, target, approval)
 
 
 def approval_request(
@@ -45,19 +130,25 @@ def approval_request(
     note: str = "",
     backtest_run_ids: list[int] | None = None,
 ) -> ApprovalRequest:
-    """Open a request for one gate, with its evidence collected and checked."""
+    """Open a request for one gate for the strategy's current version, with its evidence."""
     kind = ApprovalKind(kind)
     strategy = Strategy.objects.select_related("current_version").get(pk=strategy.pk)  # fresh
-    evidence: dict[str, Any] = {
-        "strategy_version": strategy.current_version.number if strategy.current_version else None
-    }
+    version = strategy.current_version
+    if version is None:
+        raise ConflictError(f"strategy {strategy.name} has no config version yet")
+    evidence: dict[str, Any] = {"strategy_version": version.number}
     if kind is ApprovalKind.STRATEGY_REVIEW:
-        if strategy.reviewed_at is not None:
-            raise ConflictError(f"strategy {strategy.name} was already reviewed")
-        evidence["config"] = strategy.current_version.config if strategy.current_version else {}
+        if strategy.is_reviewed:
+            raise ConflictError(
+                f"version {version.number} of strategy {strategy.name} was already reviewed"
+            )
+        evidence["config"] = version.config
     else:
-        if strategy.reviewed_at is None:
-            raise ConflictError(f"strategy {strategy.name} must pass its review first")
+        if not strategy.is_reviewed:
+            raise GateClosedError(
+                f"strategy {strategy.name} must pass its review first "
+                f"(version {version.number} is not reviewed)"
+            )
         source, _ = PROMOTIONS[kind]
         if strategy.mode != source:
             raise ConflictError(
@@ -73,7 +164,7 @@ def approval_request(
             return ApprovalRequest.objects.create(
                 kind=kind,
                 strategy=strategy,
-                strategy_version=strategy.current_version,
+                strategy_version=version,
                 evidence=evidence,
                 note=note,
                 requested_by=_user(user),
@@ -143,44 +234,78 @@ def approval_decide(
     *, approval: ApprovalRequest, user: User, approve: bool, note: str = ""
 ) -> ApprovalRequest:
     """Approve (and apply) or reject a pending request; the requester cannot decide it."""
-    decider = _user(user)
-    if decider is None:
-        raise ValidationError("a decision needs a signed-in user")
     with transaction.atomic():
         locked = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
         if locked.status != ApprovalStatus.PENDING:
             raise ConflictError(f"this request is already {locked.status}")
-        if locked.requested_by_id is not None and locked.requested_by_id == decider.pk:
-            raise ConflictError("a request must be decided by a different user than the requester")
+        decider = four_eyes(requested_by_id=locked.requested_by_id, decider=user)
         now = timezone.now()
         locked.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
         locked.decided_by, locked.decided_at, locked.decision_note = decider, now, note
         locked.save()
         if approve:
             _apply(locked, decider, now)
+    log.info(
+        "approval.decided",
+        approval_id=locked.pk,
+        kind=locked.kind,
+        status=locked.status,
+        strategy_id=locked.strategy_id,
+    )
     return locked
 
 
 def _apply(approval: ApprovalRequest, user: Any, now: Any) -> None:
     strategy = Strategy.objects.select_for_update().get(pk=approval.strategy_id)
+    if approval.strategy_version_id != strategy.current_version_id:
+        # Storing a version withdraws older requests; this guards a request written before.
+        raise ConflictError(
+            "this request names another version than the strategy's current one: "
+            "request it again for the current version"
+        )
     kind = ApprovalKind(approval.kind)
     if kind is ApprovalKind.STRATEGY_REVIEW:
+        strategy.reviewed_version_id = approval.strategy_version_id
         strategy.reviewed_at = now
-        strategy.save(update_fields=["reviewed_at", "updated_at"])
+        strategy.save(update_fields=["reviewed_version", "reviewed_at", "updated_at"])
         return
+    if not strategy.is_reviewed:
+        raise GateClosedError(f"strategy {strategy.name}'s current version is not reviewed")
     source, target = PROMOTIONS[kind]
     if strategy.mode != source:
         raise ConflictError(f"strategy {strategy.name} left {source.value} mode meanwhile")
-    strategy.mode = target
+    _mode_set(strategy, target, user=user, reason=approval.note, at=now, approval=approval)
+
+
+def _mode_set(
+    strategy: Strategy,
+    to_mode: StrategyMode,
+    *,
+    user: Any,
+    reason: str,
+    at: Any,
+    approval: ApprovalRequest | None = None,
+) -> None:
+    """Change the (locked) strategy's mode and record it."""
+    from_mode = strategy.mode
+    strategy.mode = to_mode
     strategy.save(update_fields=["mode", "updated_at"])
     ModeChange.objects.create(
         strategy=strategy,
-        from_mode=source,
-        to_mode=target,
+        from_mode=from_mode,
+        to_mode=to_mode,
+        strategy_version_id=strategy.current_version_id,
         approval=approval,
         changed_by=user,
-        reason=approval.note,
-        at=now,
+        reason=reason,
+        at=at,
+    )
+    log.warning(
+        "strategy.mode_changed",
+        strategy=strategy.name,
+        from_mode=from_mode,
+        to_mode=to_mode.value,
+        approval_id=approval.pk if approval else None,
     )
 
 
@@ -189,57 +314,108 @@ def strategy_demote(
 ) -> Strategy:
     """Move a strategy down (live → paper → research) at once; promotions need approval."""
     to_mode = StrategyMode(to_mode)
+    if not reason.strip():
+        raise ValidationError("reason: say why the strategy is demoted")
     with transaction.atomic():
         locked = Strategy.objects.select_for_update().get(pk=strategy.pk)
         current = StrategyMode(locked.mode)
-        if ORDER.index(to_mode) >= ORDER.index(current):
+        if current == to_mode:
+            raise ConflictError(f"strategy {locked.name} is already in {current.value} mode")
+        if TRANSITIONS.get((current, to_mode), (None, None))[0] is not Move.DEMOTE:
             raise ConflictError(
                 f"{current.value} → {to_mode.value} is a promotion: request an approval instead"
             )
-        if not reason.strip():
-            raise ValidationError("reason: say why the strategy is demoted")
-        locked.mode = to_mode
-        locked.save(update_fields=["mode", "updated_at"])
-        ModeChange.objects.create(
-            strategy=locked,
-            from_mode=current,
-            to_mode=to_mode,
-            changed_by=_user(user),
-            reason=reason,
-            at=timezone.now(),
-        )
+        _mode_set(locked, to_mode, user=_user(user), reason=reason, at=timezone.now())
     return locked
 
 
+def strategy_version_stored(
+    *, strategy: Strategy, version: StrategyVersion, previous: StrategyVersion | None
+) -> None:
+    """A new version became current (inside the caller's transaction, strategy row locked):
+    older pending requests are withdrawn, and a strategy outside research returns there."""
+    now = timezone.now()
+    note = f"withdrawn: version {version.number} was stored ({version.source})"
+    ApprovalRequest.objects.filter(strategy=strategy, status=ApprovalStatus.PENDING).exclude(
+        strategy_version=version
+    ).update(status=ApprovalStatus.WITHDRAWN, decided_at=now, decision_note=note)
+    if strategy.mode == StrategyMode.RESEARCH:
+        return
+    was = previous.number if previous is not None else "?"
+    _mode_set(
+        strategy,
+        StrategyMode.RESEARCH,
+        user=None,
+        reason=(
+            f"version {version.number} stored from {version.source}: it must pass its review "
+            f"and the promotion gates before it trades (version {was} was approved)"
+        ),
+        at=now,
+    )
+    transaction.on_commit(lambda: _alert_version_demotion(strategy.name, version.number, was))
+
+
+def _alert_version_demotion(name: str, number: int, was: object) -> None:
+    from monitoring.services import alert_raise
+
+    try:
+        alert_raise(
+            severity="warning",
+            source="research.approvals",
+            message=(
+                f"Strategy {name} returned to research mode: its config changed to version "
+                f"{number} (version {was} was the approved one); review and promote it again"
+            ),
+            key=f"strategy.version_demotion.{name}",
+        )
+    except Exception:  # an alert must never undo the version
+        log.exception("alert.failed", strategy=name)
+
+
 def strategy_require_reviewed(strategy: Strategy) -> None:
-    """Gate 1, read from the database (a caller's instance may predate the approval)."""
-    if not Strategy.objects.filter(pk=strategy.pk, reviewed_at__isnull=False).exists():
-        raise ConflictError(
-            f"strategy {strategy.name} has not been reviewed: request a strategy review and have "
-            "another user approve it before running backtests"
+    """Gate 1 for the current version, read from the database (a caller's instance may
+    predate the approval)."""
+    fresh = Strategy.objects.filter(pk=strategy.pk).only(
+        "name", "current_version", "reviewed_version"
+    )
+    row = fresh.first()
+    if row is None or not row.is_reviewed:
+        raise GateClosedError(
+            f"strategy {strategy.name} has not been reviewed in its current version: request a "
+            "strategy review and have another user approve it before running backtests"
         )
 
 
-def strategy_review_builtin(*, strategy: Strategy, note: str) -> ApprovalRequest | None:
-    """Record the review of a strategy shipped with the platform (``seed_demo`` only).
+def strategy_review_builtin(
+    *, strategy: Strategy, note: str, version: StrategyVersion | None = None
+) -> ApprovalRequest | None:
+    """Record the review of a version shipped with the platform (``seed_demo``, tests and
+    benchmarks): ``version`` (the one loaded from the shipped file, never a later edit; by
+    default the current one) when it is still current and unreviewed.
 
     Written as an approved request with neither requester nor decider, so the history says
     plainly that no user of this installation reviewed it."""
-    if strategy.reviewed_at is not None:
-        return None
-    now = timezone.now()
     with transaction.atomic():
+        locked = (
+            Strategy.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(pk=strategy.pk)
+        )
+        version = version or locked.current_version
+        if version is None or locked.current_version_id != version.pk or locked.is_reviewed:
+            return None
+        now = timezone.now()
         approval = ApprovalRequest.objects.create(
             kind=ApprovalKind.STRATEGY_REVIEW,
-            strategy=strategy,
-            strategy_version=strategy.current_version,
+            strategy=locked,
+            strategy_version=version,
             status=ApprovalStatus.APPROVED,
-            evidence={"builtin": True},
+            evidence={"builtin": True, "strategy_version": version.number},
             note=note,
             requested_at=now,
             decided_at=now,
             decision_note=note,
         )
-        Strategy.objects.filter(pk=strategy.pk).update(reviewed_at=now)
-        strategy.reviewed_at = now
+        Strategy.objects.filter(pk=locked.pk).update(reviewed_version=version, reviewed_at=now)
+        strategy.reviewed_version, strategy.reviewed_at = version, now
     return approval

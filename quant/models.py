@@ -45,8 +45,21 @@ class Strategy(models.Model):
         max_length=500, blank=True, help_text="The YAML file it was loaded from"
     )
     is_active = models.BooleanField(default=True)
+    reviewed_version = models.ForeignKey(
+        "StrategyVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The version whose review was approved (gate 1); a newer version is unreviewed",
+    )
     reviewed_at = models.DateTimeField(
-        null=True, blank=True, help_text="Set when a strategy review was approved (gate 1)"
+        null=True, blank=True, help_text="When the review of the reviewed version was approved"
+    )
+    source_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Content hash of the config its YAML file held when last loaded",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -66,6 +79,13 @@ class Strategy(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_reviewed(self) -> bool:
+        """Gate 1 holds for the current version (a review belongs to one version)."""
+        return self.current_version_id is not None and (
+            self.reviewed_version_id == self.current_version_id
+        )
 
 
 class VersionSource(models.TextChoices):
@@ -190,6 +210,14 @@ class ModeChange(models.Model):
     strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="mode_changes")
     from_mode = models.CharField(max_length=16, choices=StrategyMode.choices)
     to_mode = models.CharField(max_length=16, choices=StrategyMode.choices)
+    strategy_version = models.ForeignKey(
+        StrategyVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The strategy's version when its mode changed",
+    )
     approval = models.ForeignKey(
         ApprovalRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

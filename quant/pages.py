@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.utils import timezone
 
 from backtests.models import BacktestRun, RunStatus
 from backtests.pages import metric_rows, run_equity
@@ -14,6 +15,7 @@ from quant.charts import equity_figure
 from quant.core.errors import ValidationError
 from quant.models import ApprovalRequest, ApprovalStatus, ModeChange, Strategy, StrategyVersion
 from quant.strategies.config import StrategyConfig, config_dump, config_parse
+from risk.selectors import trading_states
 from trading.models import Position
 
 ZERO = Decimal(0)
@@ -101,6 +103,7 @@ def strategy_book(strategy: Strategy) -> dict[str, Any]:
     positions = list(Position.objects.filter(strategy=strategy).order_by("mode", "symbol"))
     return {
         "positions": [p for p in positions if p.quantity],
+        "trading_states": trading_states(now=timezone.now(), strategy_id=strategy.pk),
         "realized_pnl": sum((p.realized_pnl for p in positions), ZERO),
         "pending_approvals": sum(
             1

@@ -19,7 +19,7 @@ from quant.models import (
 
 
 def strategies_list(*, is_active: bool | None = None) -> QuerySet[Strategy]:
-    qs = Strategy.objects.select_related("current_version").order_by("name")
+    qs = Strategy.objects.select_related("current_version", "reviewed_version").order_by("name")
     if is_active is not None:
         qs = qs.filter(is_active=is_active)
     return qs

@@ -15,6 +15,7 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 
+from quant.approvals import strategy_version_stored
 from quant.core.errors import ValidationError
 from quant.models import Strategy, StrategyVersion, VersionSource
 from quant.strategies.config import StrategyConfig, config_load
@@ -34,15 +35,28 @@ class ConfigFile:
 
 @dataclass(frozen=True)
 class LoadedStrategy:
-    """What loading one file did: ``created`` is True when a new version was stored."""
+    """What loading one file did: ``created`` is True when a new version was stored.
+
+    ``kept`` names the source of a newer edit that was kept because the file did not change
+    since it was last loaded; ``conflict`` says why a changed file was not loaded (the
+    strategy was edited since, so the file would overwrite that edit)."""
 
     path: Path
     name: str
     version: int
     created: bool
+    kept: str = ""
+    conflict: str = ""
 
     @property
     def summary(self) -> str:
+        if self.conflict:
+            return f"{self.name}: NOT LOADED: {self.conflict}"
+        if self.kept:
+            return (
+                f"{self.name}: file unchanged since it was last loaded; version {self.version} "
+                f"(edited through the {self.kept}) kept"
+            )
         if not self.created:
             return f"{self.name}: unchanged (version {self.version})"
         what = "new" if self.version == 1 else "changed"
@@ -56,6 +70,10 @@ class LoadReport:
     @property
     def created(self) -> int:
         return sum(r.created for r in self.results)
+
+    @property
+    def conflicts(self) -> tuple[LoadedStrategy, ...]:
+        return tuple(r for r in self.results if r.conflict)
 
 
 def strategy_version_ensure(
@@ -109,6 +127,7 @@ def strategy_version_ensure(
             strategy.source_path = source_path
             update_fields.append("source_path")
         strategy.save(update_fields=update_fields)
+        strategy_version_stored(strategy=strategy, version=version, previous=current)
     log.info(
         "strategy.version_created",
         strategy=strategy.name,
@@ -166,16 +185,19 @@ def strategy_configs_validate(*, path: Path) -> list[ConfigFile]:
     return configs
 
 
-def strategies_load_directory(*, path: Path) -> LoadReport:
+def strategies_load_directory(*, path: Path, force: bool = False) -> LoadReport:
     """Sync every config under ``path`` (a directory or one file) into the database.
 
     All files are validated before anything is written, and all versions are written in one
-    transaction: either every file is loaded or none is.
+    transaction: either every valid file is loaded or none is. A file makes a new version only
+    when it changed since it was last loaded, so an edit made through the API or the dashboard
+    survives every restart; a file that changed *and* a strategy edited since are a conflict,
+    reported and not loaded (``force``: the file wins, as a new version).
     """
     configs = strategy_configs_validate(path=path)
     with transaction.atomic():
         results = tuple(
-            _load_one(item.path, item.config, source_path=_display_path(item.path))
+            _load_one(item.path, item.config, source_path=_display_path(item.path), force=force)
             for item in configs
         )
     log.info(
@@ -183,15 +205,46 @@ def strategies_load_directory(*, path: Path) -> LoadReport:
         path=str(path),
         files=len(results),
         versions_created=sum(r.created for r in results),
+        conflicts=[r.name for r in results if r.conflict],
     )
     return LoadReport(results=results)
 
 
-def _load_one(path: Path, config: StrategyConfig, *, source_path: str) -> LoadedStrategy:
+def _load_one(
+    path: Path, config: StrategyConfig, *, source_path: str, force: bool
+) -> LoadedStrategy:
+    file_hash = config.content_hash()
+    strategy = (
+        Strategy.objects.select_for_update(of=("self",))
+        .select_related("current_version")
+        .filter(name=config.name)
+        .first()
+    )
+    current = strategy.current_version if strategy is not None else None
+    if strategy is not None and current is not None and current.content_hash != file_hash:
+        edited = _edited_since_load(strategy, current)
+        if edited and file_hash == strategy.source_hash and not force:
+            return LoadedStrategy(path, config.name, current.number, False, kept=current.source)
+        if edited and not force:
+            conflict = (
+                f"{source_path} changed since it was last loaded, and version {current.number} "
+                f"was stored through the {current.source} since: the file would overwrite that "
+                "edit (load it with --force to store the file as a new version)"
+            )
+            return LoadedStrategy(path, config.name, current.number, False, conflict=conflict)
     version, created = strategy_version_ensure(
         config=config, source=VersionSource.FILE, source_path=source_path
     )
+    Strategy.objects.filter(name=config.name).update(source_hash=file_hash)
     return LoadedStrategy(path=path, name=config.name, version=version.number, created=created)
+
+
+def _edited_since_load(strategy: Strategy, current: StrategyVersion) -> bool:
+    """The current version is an edit the file never held (from the API or the admin, or a
+    file version other than the one last loaded)."""
+    if strategy.source_hash:
+        return current.content_hash != strategy.source_hash
+    return current.source != VersionSource.FILE  # loaded before file hashes were kept
 
 
 def _config_files(path: Path) -> Sequence[Path]:

@@ -75,6 +75,13 @@ def strategy_detail(request: HttpRequest, strategy_id: int) -> HttpResponse:
             messages.success(
                 request, f"Saved as version {version.number}." if changed else "No change."
             )
+            mode = Strategy.objects.values_list("mode", flat=True).get(pk=strategy.pk)
+            if mode != strategy.mode:
+                messages.warning(
+                    request,
+                    f"The strategy left {strategy.mode} trading and is back in research mode: "
+                    f"version {version.number} must pass its review and promotion again.",
+                )
             return redirect("strategy-detail", strategy_id=strategy.pk)
     fragments = {
         "book": Fragment(

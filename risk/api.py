@@ -8,15 +8,16 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from quant.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
 from quant.api_routers import ApprovalOut, acting_user, approval_out
 from quant.auth import Role, require_role
-from quant.core.errors import ConflictError, NotFoundError, ValidationError
-from quant.models import ApprovalKind, StrategyMode
+from quant.core.errors import NotFoundError, ValidationError
 from risk import selectors
 from risk.models import KillSwitchState, RiskLimitChange
+from risk.state import TradingState
 
 controls_router = Router(tags=["controls"])
 risk_router = Router(tags=["risk"])
@@ -107,6 +108,92 @@ def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, An
     return {"data": kill_switch_out(state)}
 
 
+# --- trading state and strategy pauses ---------------------------------------------------
+
+
+class PauseOut(Out):
+    check: str
+    reason: str
+    since: datetime
+    until: datetime | None
+
+
+class TradingStateOut(Out):
+    strategy_id: int
+    strategy_name: str
+    strategy_mode: str
+    mode: str
+    level: Literal["active", "reducing", "halted"]
+    reason: str
+    gate_open: bool
+    kill_switch: bool
+    safe_mode: str | None
+    pause: PauseOut | None
+
+
+class TradingStateFilters(Schema):
+    strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class PauseLiftIn(Schema):
+    strategy_id: int = Field(ge=1, le=MAX_ID)
+    mode: Literal["paper", "live"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def trading_state_out(state: TradingState) -> dict[str, Any]:
+    pause = state.pause
+    return {
+        "strategy_id": state.strategy_id,
+        "strategy_name": state.strategy_name,
+        "strategy_mode": state.strategy_mode,
+        "mode": state.order_mode,
+        "level": state.level.value,
+        "reason": state.describe(),
+        "gate_open": state.gate is None,
+        "kill_switch": state.kill_switch_refusal is not None,
+        "safe_mode": state.safe_mode_reason,
+        "pause": None
+        if pause is None
+        else {
+            "check": pause.check,
+            "reason": pause.reason,
+            "since": pause.since,
+            "until": pause.until,
+        },
+    }
+
+
+@controls_router.get(
+    "/trading-state", response=responses(200, Data(list[TradingStateOut], "TradingStates"), 422)
+)
+def trading_state_list(request: HttpRequest, filters: Query[TradingStateFilters]) -> dict[str, Any]:
+    """May each strategy act now, per trading mode: ``active`` (open and close), ``reducing``
+    (exits only: safe mode or a pause) or ``halted`` (gate closed or kill switch), and why."""
+    require_role(request, Role.VIEWER)
+    states = selectors.trading_states(now=timezone.now(), strategy_id=filters.strategy_id)
+    return {"data": [trading_state_out(s) for s in states]}
+
+
+@controls_router.post(
+    "/pauses/lift", response=responses(200, Data(TradingStateOut), 403, 404, 409, 422)
+)
+def pause_lift(request: HttpRequest, payload: PauseLiftIn) -> dict[str, Any]:
+    """Lift a strategy's pause in one mode (admin; a reason is required). The breached
+    measure starts afresh: the drawdown from today's equity, the session's loss from zero."""
+    from quant.selectors import strategy_by_id
+    from risk.gateway import trading_state
+    from trading.services.pauses import strategy_pause_lift
+
+    principal = require_role(request, Role.ADMIN)
+    strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    strategy_pause_lift(
+        strategy=strategy, mode=payload.mode, user=acting_user(principal), reason=payload.reason
+    )
+    state = trading_state(strategy_id=strategy.pk, mode=payload.mode, now=timezone.now())
+    return {"data": trading_state_out(state)}
+
+
 # --- mode transitions and approvals -----------------------------------------------------
 
 
@@ -138,13 +225,6 @@ class ApprovalFilters(PageParams):
     strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
-ORDER = [StrategyMode.RESEARCH, StrategyMode.PAPER, StrategyMode.LIVE]
-PROMOTION_KIND = {
-    (StrategyMode.RESEARCH, StrategyMode.PAPER): ApprovalKind.PROMOTE_PAPER,
-    (StrategyMode.PAPER, StrategyMode.LIVE): ApprovalKind.PROMOTE_LIVE,
-}
-
-
 @controls_router.post(
     "/mode-transition",
     response={
@@ -156,49 +236,27 @@ def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[A
     """Move a strategy between research, paper and live (admin). A demotion applies at once
     (200); a promotion opens an approval request that a second admin decides (202), with its
     evidence: backtest runs for paper, paper results for live. One gate at a time."""
-    from quant.approvals import approval_request, strategy_demote
-    from quant.selectors import strategy_by_id
+    from quant.approvals import strategy_mode_transition
+    from quant.selectors import approval_get, strategy_by_id
 
     principal = require_role(request, Role.ADMIN)
-    strategy = strategy_by_id(strategy_id=payload.strategy_id)
-    current, target = StrategyMode(strategy.mode), StrategyMode(payload.to_mode)
-    user = acting_user(principal)
-    base = {"strategy_id": strategy.pk, "from_mode": current.value, "to_mode": target.value}
-    if current == target:
-        raise ConflictError(f"strategy {strategy.name} is already in {current.value} mode")
-    if ORDER.index(target) < ORDER.index(current):
-        demoted = strategy_demote(
-            strategy=strategy, to_mode=target, user=user, reason=payload.reason
-        )
-        return Status(
-            200, {"data": {**base, "mode": demoted.mode, "status": "applied", "approval": None}}
-        )
-    kind = PROMOTION_KIND.get((current, target))
-    if kind is None:
-        raise ConflictError(
-            f"{current.value} → {target.value} skips a gate: promote to paper first",
-            details={"from_mode": current.value, "to_mode": target.value},
-        )
-    approval = approval_request(
-        strategy=strategy,
-        kind=kind,
-        user=user,
-        note=payload.reason,
+    done = strategy_mode_transition(
+        strategy=strategy_by_id(strategy_id=payload.strategy_id),
+        to_mode=payload.to_mode,
+        user=acting_user(principal),
+        reason=payload.reason,
         backtest_run_ids=payload.backtest_run_ids,
     )
-    from quant.selectors import approval_get
-
-    return Status(
-        202,
-        {
-            "data": {
-                **base,
-                "mode": current.value,
-                "status": "pending_approval",
-                "approval": approval_out(approval_get(approval_id=approval.pk)),
-            }
-        },
-    )
+    approval = done.approval
+    data = {
+        "strategy_id": done.strategy.pk,
+        "from_mode": done.from_mode.value,
+        "to_mode": done.to_mode.value,
+        "mode": done.from_mode.value if approval is not None else done.to_mode.value,
+        "status": done.status,
+        "approval": approval_out(approval_get(approval_id=approval.pk)) if approval else None,
+    }
+    return Status(202 if approval is not None else 200, {"data": data})
 
 
 @controls_router.get("/approvals", response=responses(200, Page(ApprovalOut), 422))

@@ -28,7 +28,8 @@ from risk.reads import (
     positions_of,
     risk_overrides,
 )
-from risk.rules import check_order, kill_switch_rejection
+from risk.rules import check_order
+from risk.state import PAUSE_CHECKS, TradingState
 from risk.values import (
     KillSwitchView,
     MarketView,
@@ -38,6 +39,7 @@ from risk.values import (
 )
 from trading.models import Order, OrderSource, Position, StrategyRuntime
 from trading.services.orders import RiskVerdict
+from trading.services.pauses import pause_of, strategy_pause
 
 __all__ = [
     "kill_switch_view",
@@ -46,6 +48,7 @@ __all__ = [
     "order_risk_check",
     "portfolio_view",
     "strategy_view",
+    "trading_state",
 ]
 
 ZERO = Decimal("0")
@@ -165,33 +168,62 @@ def kill_switch_view(strategy_id: int, *, lock: bool) -> KillSwitchView:
     return KillSwitchView(strategy_active=True, strategy_reason=state.reason)
 
 
+def state_from_reads(
+    reads: GatewayReads, strategy_id: int, order_mode: str, now: datetime
+) -> TradingState:
+    """The trading state in ``reads`` (its kill switch already read)."""
+    name, strategy_mode = reads.strategy or (f"#{strategy_id}", "research")
+    return TradingState(
+        strategy_id=strategy_id,
+        strategy_name=name,
+        strategy_mode=strategy_mode,
+        order_mode=order_mode,
+        kill_switch=reads.kill_switch or KillSwitchView(),
+        safe_mode_reason=reads.safe_mode_reason,
+        pause=pause_of(reads.runtime, now),
+    )
+
+
+def trading_state(*, strategy_id: int, mode: str, now: datetime) -> TradingState:
+    """May the strategy act in ``mode`` now? One statement, no lock: for the order service
+    before it stores an order, the trading loop before a tick, pages and the API. The gateway
+    decides again, locked, inside the order's transaction."""
+    reads = GatewayReads.read(strategy_id, mode, now)
+    if reads.kill_switch is None:  # the global row went missing: recreated, read again
+        reads.kill_switch = kill_switch_view(strategy_id, lock=False)
+    return state_from_reads(reads, strategy_id, mode, now)
+
+
 def order_risk_check(order: Order, clock: Clock) -> RiskVerdict:
     """The gateway for one PENDING order (call inside the transaction that approves it).
 
     Reads, sent together after the kill-switch lock (shared): ``GatewayReads`` (kill switch,
-    safe mode, runtime, version, account, limits) and the book (positions of the mode, their
-    last prices, the symbol's daily bars), each one hand-written statement; limits are never
-    cached. Should the global kill-switch row be missing, it is recreated and read again.
+    safe mode, runtime, strategy, version, account, limits) and the book (positions of the
+    mode, their last prices, the symbol's daily bars), each one hand-written statement; limits
+    are never cached. Should the global kill-switch row be missing, it is recreated and read
+    again. First the trading state (mode gate, kill switch, safe mode, pause), then the
+    limits; a breached drawdown or daily-loss limit also stores the strategy's pause.
     """
     now = clock.now()
     reads, book = gateway_reads(order.strategy_id, order.mode, order.symbol, now)
-    switch = reads.kill_switch or kill_switch_view(order.strategy_id, lock=True)
-    if order.source in FLATTENING and not order.opening:
-        switch = KillSwitchView()  # the kill switch's own flattening must get through
-    if order.opening and not (switch.global_active or switch.strategy_active):
-        if reads.safe_mode_reason is not None:
-            return RiskVerdict(
-                False,
-                "Safe mode: no new entries until reconciliation matches "
-                f"({reads.safe_mode_reason})",
-                "safe_mode",
-            )
-        runtime = reads.runtime
-        if runtime and runtime.paused_until and runtime.paused_until > now:
-            return RiskVerdict(
-                False, f"Strategy paused: {runtime.paused_reason}", "strategy_paused"
-            )
-    return _verdict_from_rules(order, reads, book, switch=switch, now=now)
+    if reads.kill_switch is None:
+        reads.kill_switch = kill_switch_view(order.strategy_id, lock=True)
+    state = state_from_reads(reads, order.strategy_id, order.mode, now)
+    flattening = order.source in FLATTENING
+    refused = state.refusal(opening=order.opening, flattening=flattening)
+    if refused is not None:
+        return RiskVerdict(False, refused.reason, refused.check)
+    switch = KillSwitchView() if flattening else state.kill_switch
+    verdict = _verdict_from_rules(order, reads, book, switch=switch, now=now)
+    if verdict.check in PAUSE_CHECKS:
+        strategy_pause(
+            strategy_id=order.strategy_id,
+            mode=order.mode,
+            check=verdict.check,
+            reason=verdict.reason,
+            now=now,
+        )
+    return verdict
 
 
 def _verdict_from_rules(
@@ -199,9 +231,6 @@ def _verdict_from_rules(
 ) -> RiskVerdict:
     """Ask ``check_order`` (the book: every position of the mode and their prices, read
     once)."""
-    stopped = kill_switch_rejection(switch, order.strategy_id)
-    if stopped is not None:  # first, as in check_order: before any market-data problem
-        return RiskVerdict(False, stopped.reason, stopped.check)
     positions, prices = book.positions, book.prices
     market = market_view(order.symbol, now, prices=prices, daily=book.daily)
     reference = order.limit_price or market.last_price

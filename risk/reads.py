@@ -264,12 +264,15 @@ class GatewayReads:
     RUNTIME = Columns(
         StrategyRuntime,
         "id",
-        "paused_reason",
+        "paused_at",
         "paused_until",
+        "paused_check",
+        "paused_reason",
         "high_water_mark",
         "session_date",
         "session_start_equity",
     )
+    STRATEGY = Columns(Strategy, "name", "mode")
     VERSION = Columns(StrategyVersion, "id", "content_hash")
     LATEST = Columns(AccountSnapshot, "equity", "cash")
     OPENING = Columns(AccountSnapshot, "equity")
@@ -280,6 +283,7 @@ class GatewayReads:
         KILL_STRATEGY,
         SAFE_MODE,
         RUNTIME,
+        STRATEGY,
         VERSION,
         LATEST,
         OPENING,
@@ -304,6 +308,7 @@ class GatewayReads:
             f"WHERE {r.SAFE_MODE.column('mode')} = %s AND {r.SAFE_MODE.column('active')} = %s",
             f"SELECT {r.RUNTIME.select()} FROM {r.RUNTIME.table} WHERE "
             f"{r.RUNTIME.column('strategy')} = %s AND {r.RUNTIME.column('mode')} = %s",
+            f"SELECT {r.STRATEGY.select()} FROM {strategy} WHERE {q('id')} = %s",
             f"SELECT {r.VERSION.select('v')} FROM {strategy} s JOIN {r.VERSION.table} v "
             f"ON v.{q('id')} = s.{current} WHERE s.{q('id')} = %s",
             f"SELECT {r.LATEST.select()} FROM {account} WHERE {r.LATEST.column('mode')} = %s "
@@ -334,6 +339,7 @@ class GatewayReads:
             *(mode, cls.SAFE_MODE.param("active", True)),
             *(strategy_id, mode),
             strategy_id,
+            strategy_id,
             mode,
             *(mode, cls.OPENING.param("ts", session_start)),
             mode,
@@ -356,9 +362,19 @@ class GatewayReads:
         for columns in r.PARTS:
             values.append(row[at : at + len(columns)])
             at += len(columns)
-        kill_global, kill_strategy, safe, runtime, version, latest, opening, peak, limits, own = (
-            values
-        )
+        (
+            kill_global,
+            kill_strategy,
+            safe,
+            runtime,
+            strategy,
+            version,
+            latest,
+            opening,
+            peak,
+            limits,
+            own,
+        ) = values
         # None when the global row is missing (the caller recreates it and reads again).
         self.kill_switch: KillSwitchView | None = None
         if kill_global[0] is not None:
@@ -378,6 +394,11 @@ class GatewayReads:
         self.runtime: StrategyRuntime | None = (
             r.RUNTIME.instance(runtime) if runtime[0] is not None else None
         )
+        # The strategy's name and mode (None for a read without a strategy).
+        self.strategy: tuple[str, str] | None = None
+        if strategy[0] is not None:
+            name, strategy_mode = r.STRATEGY.values(strategy)
+            self.strategy = (name, strategy_mode)
         self.version: tuple[int, str] | None = None
         if version[0] is not None:
             version_id, content_hash = r.VERSION.values(version)

@@ -6,12 +6,14 @@ exactly what the last committed transaction left.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import connection
 from django.db.models import Q, QuerySet
 
 from quant.core.errors import NotFoundError
 from quant.db.locks import advisory_lock_statement, advisory_xact_lock
-from quant.models import Strategy
+from quant.models import Strategy, StrategyMode
 from risk.limits import RiskLimits, StrategyLimits, effective_limits
 from risk.models import (
     GLOBAL,
@@ -22,6 +24,8 @@ from risk.models import (
     RiskLimitSet,
     StrategyRiskLimit,
 )
+from risk.state import MODES_ALLOWED, TRADING_MODES, TradingState
+from risk.values import KillSwitchView
 
 
 def limits_current() -> RiskLimits:
@@ -133,3 +137,48 @@ def kill_switch_blocking(*, strategy_id: int | None, lock: bool = False) -> Kill
 
 def admin_code_is_set() -> bool:
     return AdminCode.objects.exists()
+
+
+def trading_states(*, now: datetime, strategy_id: int | None = None) -> list[TradingState]:
+    """The trading state of every active strategy (or one) in each mode it may trade in, and
+    in any mode where it is paused: four reads whatever the number of strategies. The same
+    ``TradingState`` the gateway decides with (``risk.gateway.trading_state`` for one)."""
+    from trading.models import SafeMode, StrategyRuntime
+    from trading.services.pauses import pause_of
+
+    strategies = Strategy.objects.filter(is_active=True).order_by("name")
+    if strategy_id is not None:
+        strategies = Strategy.objects.filter(pk=strategy_id)
+    switches = {
+        s.strategy_id: s
+        for s in KillSwitchState.objects.filter(active=True).only("scope", "strategy_id", "reason")
+    }
+    glob = switches.get(None)  # the global row has no strategy
+    safe = dict(SafeMode.objects.filter(active=True).values_list("mode", "reason"))
+    runtimes = {
+        (r.strategy_id, r.mode): r for r in StrategyRuntime.objects.filter(paused_at__isnull=False)
+    }
+    states: list[TradingState] = []
+    for strategy in strategies:
+        own = switches.get(strategy.pk)
+        view = KillSwitchView(
+            global_active=glob is not None,
+            global_reason=glob.reason if glob else "",
+            strategy_active=own is not None,
+            strategy_reason=own.reason if own else "",
+        )
+        paused = {m for (sid, m), r in runtimes.items() if sid == strategy.pk and pause_of(r, now)}
+        modes = [m for m in TRADING_MODES if m in MODES_ALLOWED[strategy.mode] or m in paused]
+        states.extend(
+            TradingState(
+                strategy_id=strategy.pk,
+                strategy_name=strategy.name,
+                strategy_mode=strategy.mode,
+                order_mode=mode,
+                kill_switch=view,
+                safe_mode_reason=safe.get(mode),
+                pause=pause_of(runtimes.get((strategy.pk, mode)), now),
+            )
+            for mode in modes or [StrategyMode.PAPER.value]  # research: shown as gated
+        )
+    return states

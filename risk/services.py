@@ -20,11 +20,11 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from quant.core.errors import ConflictError, ValidationError
+from quant.approvals import four_eyes
+from quant.core.errors import ConflictError, PermissionDeniedError, ValidationError
 from quant.models import Strategy
 from quant.strategies.registry import did_you_mean
 from risk import selectors
-from risk.errors import PermissionDeniedError
 from risk.health import CircuitBreaker, DrawdownReading, EquityPoint
 from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, StrategyLimits, limit_value
 from risk.models import (
@@ -142,16 +142,10 @@ def limit_change_request(
 
 
 def _decide(change: RiskLimitChange, user: User, status: ChangeStatus) -> RiskLimitChange:
-    decider = _user(user)
-    if decider is None:
-        raise ValidationError("a decision needs a signed-in user")
     locked = RiskLimitChange.objects.select_for_update().get(pk=change.pk)
     if locked.status != ChangeStatus.PENDING:
         raise ConflictError(f"limit change #{locked.pk} is {locked.status}, not pending")
-    if locked.requested_by_id == decider.pk:
-        raise PermissionDeniedError(
-            f"limit change #{locked.pk} was requested by you: another user must decide it"
-        )
+    decider = four_eyes(requested_by_id=locked.requested_by_id, decider=user)
     locked.status, locked.decided_by, locked.decided_at = status, decider, timezone.now()
     return locked
 

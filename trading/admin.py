@@ -41,6 +41,7 @@ from trading.models import (
     TradingMode,
 )
 from trading.services.orders import order_cancel
+from trading.services.pauses import strategy_pause_lift
 from trading.services.reconcile import reconcile
 from trading.services.submit import position_flatten
 
@@ -324,6 +325,10 @@ class SafeModeAdmin(ReadOnlyAdmin):
     list_display = ("mode", "active", "since", "reason")
 
 
+class LiftPauseForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+
+
 @admin.register(StrategyRuntime)
 class StrategyRuntimeAdmin(ReadOnlyAdmin):
     list_display = (
@@ -331,9 +336,45 @@ class StrategyRuntimeAdmin(ReadOnlyAdmin):
         "mode",
         "last_bar_ts",
         "last_tick_at",
+        "paused_at",
         "paused_until",
         "paused_reason",
         "last_error",
     )
+    actions = ["lift_pause"]
+
+    @admin.action(description="Lift the pause", permissions=["operate"])
+    def lift_pause(
+        self, request: HttpRequest, queryset: QuerySet[StrategyRuntime]
+    ) -> HttpResponse | None:
+        form = LiftPauseForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return action_form_response(
+                self,
+                request,
+                queryset,
+                action="lift_pause",
+                title="Lift strategy pauses",
+                intro="The strategy may open positions again; the breached measure (drawdown "
+                "or the session's loss) starts afresh from now.",
+                form=form,
+                submit_label="Lift the pause",
+            )
+        for runtime in queryset.select_related("strategy"):
+            try:
+                strategy_pause_lift(
+                    strategy=runtime.strategy,
+                    mode=runtime.mode,
+                    user=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except ApplicationError as error:
+                self.message_user(request, f"{runtime}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{runtime.strategy} ({runtime.mode}): pause lifted", messages.SUCCESS
+                )
+        return None
+
     list_filter = ("mode", "strategy")
     list_select_related = ("strategy",)

@@ -25,7 +25,7 @@ from quant.api import (
 )
 from quant.api_routers import acting_user
 from quant.auth import Role, require_role
-from quant.core.errors import ApplicationError, ValidationError
+from quant.core.errors import ApplicationError
 from trading import selectors
 from trading.core.fsm import OrderStatus
 from trading.models import Order, Position
@@ -273,28 +273,19 @@ def order_get(request: HttpRequest, order_id: Id) -> dict[str, Any]:
 
 @orders_router.post("", response=responses(201, Data(OrderDetailOut), 403, 404, 409, 422))
 def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
-    """A manual order through the risk gateway (operator). A rejection by the gateway answers
-    422 ``risk_rejected`` with the gateway's reason verbatim; the order stays on record."""
-    from quant.models import StrategyMode
+    """A manual order through the risk gateway (operator). A strategy trades only in a mode it
+    was promoted to: otherwise 409 ``gate_closed`` and nothing is stored. A rejection by the
+    gateway answers 422 ``risk_rejected`` with its reason verbatim; the order stays on record."""
     from quant.selectors import strategy_by_id
-    from trading.brokers import broker_for_mode
     from trading.models import OrderSource
     from trading.services.submit import order_submit
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
-    mode = payload.mode or strategy.mode
-    if mode == StrategyMode.RESEARCH:
-        raise ValidationError(
-            f"strategy {strategy.name} is in research mode: it places no orders "
-            "(promote it to paper first, or give mode=paper)",
-            details={"problems": ["mode: the strategy is in research mode"]},
-        )
     user = acting_user(principal)
     order = order_submit(
         strategy=strategy,
-        mode=mode,
-        broker=broker_for_mode(mode),
+        mode=payload.mode,
         symbol=payload.symbol,
         side=payload.side,
         quantity=payload.quantity,

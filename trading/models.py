@@ -283,8 +283,14 @@ class StrategyRuntime(models.Model):
     last_bar_ts = models.DateTimeField(null=True, blank=True)
     last_tick_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    paused_reason = models.TextField(blank=True, help_text="Set by strategy-level risk limits")
-    paused_until = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when a strategy limit paused it; cleared when lifted"
+    )
+    paused_until = models.DateTimeField(
+        null=True, blank=True, help_text="End of a session pause; empty: until an operator lifts it"
+    )
+    paused_check = models.CharField(max_length=32, blank=True, help_text="The limit breached")
+    paused_reason = models.TextField(blank=True, help_text="The gateway's reason, verbatim")
     high_water_mark = _decimal(null=True, blank=True)
     session_date = models.DateField(null=True, blank=True)
     session_start_equity = _decimal(null=True, blank=True)
@@ -297,3 +303,34 @@ class StrategyRuntime(models.Model):
 
     def __str__(self) -> str:
         return f"runtime {self.strategy_id}/{self.mode}"
+
+
+class PauseAction(models.TextChoices):
+    PAUSED = "paused", "Paused"
+    LIFTED = "lifted", "Lifted"
+
+
+class StrategyPauseEvent(AppendOnly):
+    """Audit of strategy pauses: each pause a breached limit stored, each lift by an operator."""
+
+    strategy = models.ForeignKey("quant.Strategy", on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    action = models.CharField(max_length=8, choices=PauseAction.choices)
+    limit = models.CharField(max_length=32, blank=True, help_text="The limit breached")
+    reason = models.TextField(blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=PauseAction.values), name="pauseevent_action_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.strategy_id}/{self.mode} {self.action} {self.at:%Y-%m-%d %H:%M}"

@@ -62,6 +62,15 @@ class MarketCalendar:
                 return candidate
         return None
 
+    def next_open(self, now: datetime) -> datetime:
+        """The opening of the first session that opens after ``now``."""
+        day = now.astimezone(UTC).date()
+        for candidate in self.sessions(day, day + timedelta(days=14)):
+            opening = self.session_open(candidate)
+            if opening > now:
+                return opening
+        raise ValueError(f"no session of {self.exchange} opens in the two weeks after {now}")
+
     def sessions_between(self, start: datetime, end: datetime) -> list[date]:
         """Sessions whose calendar date lies within [start, end] (both aware datetimes)."""
         return self.sessions(start.astimezone(UTC).date(), end.astimezone(UTC).date())

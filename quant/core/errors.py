@@ -43,3 +43,24 @@ class ConfigurationError(ApplicationError):
 class ServiceUnavailableError(ApplicationError):
     code = "service_unavailable"
     http_status = 503
+
+
+class PermissionDeniedError(ApplicationError):
+    """The user may not do this (a wrong admin code, deciding one's own request)."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class SelfApprovalError(PermissionDeniedError):
+    """The four-eyes rule: whoever asked for a change may not approve it (every approval kind:
+    reviews, promotions, risk-limit changes)."""
+
+    code = "self_approval"
+
+
+class GateClosedError(ConflictError):
+    """A human gate is closed: the strategy's mode does not allow what was asked (an order in a
+    mode it was not promoted to, a backtest of an unreviewed version)."""
+
+    code = "gate_closed"

@@ -303,6 +303,21 @@
     });
   }
 
+  function liftPause(form) {
+    var button = form.querySelector("button[type=submit]");
+    busy(button, true);
+    api("POST", "/v1/controls/pauses/lift", {
+      strategy_id: Number(form.elements.strategy_id.value),
+      mode: form.elements.mode.value,
+      reason: form.elements.reason.value,
+    }).then(function (result) {
+      busy(button, false);
+      if (!result.ok) { say(form, result.message, "error"); return; }
+      say(form, "Pause lifted.", "ok");
+      refreshTopic("positions");
+    });
+  }
+
   function acknowledge(button) {
     var row = button.closest(".actions") || button.parentNode;
     busy(button, true);
@@ -332,6 +347,7 @@
       : form.matches("[data-run-form]") ? startRun
       : form.matches("[data-wf-form]") ? startWalkForward
       : form.matches("[data-config-form]") ? saveConfig
+      : form.matches("[data-lift-form]") ? liftPause
       : null;
     if (!handler) { return; }
     event.preventDefault();

@@ -75,6 +75,7 @@ def test_the_run_records_exactly_which_version_ran(stored_bars: dict[str, int]) 
     v2, created = strategy_version_ensure(
         config=sma_config(params={"fast": 5, "slow": 20}), source="file"
     )
+    reviewed(v2)  # a review belongs to one version
     second = services.backtest_run_create(strategy_version=v2, config=BacktestConfig())
     services.backtest_run_execute(run_id=first.pk)
     services.backtest_run_execute(run_id=second.pk)

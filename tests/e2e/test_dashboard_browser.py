@@ -148,8 +148,8 @@ def test_start_a_backtest_from_the_runs_page_and_see_its_charts(
 def test_kill_switch_from_the_overview_then_a_manual_order_is_rejected(
     page: Page, live_server: Any, screenshot_dir: Path, stored_bars: dict[str, int]
 ) -> None:
-    strategy = Strategy.objects.create(
-        name="manual_desk", class_name="sma_crossover", symbols=["SPY"]
+    strategy = Strategy.objects.create(  # in paper mode: the form offers no research strategy
+        name="manual_desk", class_name="sma_crossover", symbols=["SPY"], mode="paper"
     )
     user_with_role("otto", "operator")
     page.set_viewport_size(DESKTOP)

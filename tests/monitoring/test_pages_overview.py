@@ -122,6 +122,8 @@ def test_orders_show_the_rejection_reason_verbatim(viewer: Client, strategy: Str
 def test_the_manual_order_form_is_for_operators(
     viewer: Client, operator: Client, strategy: Strategy
 ) -> None:
+    assert "No strategy in paper or live mode" in page(operator, "/")  # research: gated
+    Strategy.objects.filter(pk=strategy.pk).update(mode="paper")
     assert "data-order-form" in page(operator, "/") and "data-order-form" in page(
         operator, "/positions"
     )

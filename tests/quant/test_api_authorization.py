@@ -95,6 +95,13 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
         {"strategy_id": "{strategy}", "to_mode": "research", "reason": "matrix"},
         "admin",
     ),
+    ("get", "/v1/controls/trading-state", None, "viewer"),
+    (
+        "post",
+        "/v1/controls/pauses/lift",
+        {"strategy_id": "{strategy}", "mode": "paper", "reason": "matrix"},
+        "admin",
+    ),
     ("get", "/v1/controls/approvals", None, "viewer"),
     ("post", "/v1/controls/approvals/999/decide", {"approve": True}, "admin"),
     ("get", "/v1/risk/limits", None, "viewer"),

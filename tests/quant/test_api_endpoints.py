@@ -242,7 +242,7 @@ def test_mode_transition_demotes_at_once_and_promotions_need_a_second_admin(
         {"approve": True},
         content_type="application/json",
     )
-    assert own.status_code == 409
+    assert own.status_code == 403 and own.json()["error"]["code"] == "self_approval"
     second = client_for(make_user("admin", "second_admin"))
     decided = second.post(
         f"/v1/controls/approvals/{approval['id']}/decide",

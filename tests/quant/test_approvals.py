@@ -15,7 +15,7 @@ from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
 from backtests.services import backtest_run_create
 from quant import approvals
-from quant.core.errors import ConflictError, ValidationError
+from quant.core.errors import ConflictError, SelfApprovalError, ValidationError
 from quant.models import (
     ApprovalKind,
     ApprovalRequest,
@@ -94,13 +94,13 @@ def test_the_requester_cannot_approve_their_own_request(
 ) -> None:
     request = approvals.approval_request(strategy=strategy, kind="strategy_review", user=alice)
 
-    with pytest.raises(ConflictError, match="different user"):
+    with pytest.raises(SelfApprovalError, match="another user than the one who made it"):
         approvals.approval_decide(approval=request, user=alice, approve=True)
     approvals.approval_decide(approval=request, user=bob, approve=True)
 
     strategy.refresh_from_db()
     request.refresh_from_db()
-    assert strategy.reviewed_at is not None
+    assert strategy.is_reviewed and strategy.reviewed_version == strategy.current_version
     assert request.status == "approved" and request.decided_by == bob
     assert backtest_run_create(strategy_version=current(strategy), config=BacktestConfig())
 
@@ -122,7 +122,7 @@ def test_a_rejected_review_changes_nothing(strategy: Strategy, alice: User, bob:
     approvals.approval_decide(approval=request, user=bob, approve=False, note="needs a stop")
 
     strategy.refresh_from_db()
-    assert strategy.reviewed_at is None
+    assert not strategy.is_reviewed and strategy.reviewed_at is None
     with pytest.raises(ConflictError, match="already rejected"):
         approvals.approval_decide(approval=request, user=bob, approve=True)
 

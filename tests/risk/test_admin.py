@@ -94,7 +94,7 @@ def test_the_requester_is_refused_in_the_admin(admin_client: Client) -> None:
         page = admin_client.post(
             CHANGES, {"action": action, "_selected_action": [change.pk]}, follow=True
         )
-        assert b"another user must decide it" in page.content
+        assert b"another user than the one who made it" in page.content
     change.refresh_from_db()
     assert change.status == ChangeStatus.PENDING
     assert limits_current() == RiskLimits()

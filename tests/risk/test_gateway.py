@@ -253,6 +253,8 @@ def test_a_paused_strategy_waits_until_the_pause_ends(
     StrategyRuntime.objects.create(
         strategy=strategy,
         mode="paper",
+        paused_at=NOW,
+        paused_check="strategy_daily_loss",
         paused_reason="daily loss",
         paused_until=NOW + timedelta(hours=1),
     )
@@ -261,7 +263,9 @@ def test_a_paused_strategy_waits_until_the_pause_ends(
     clock.advance(timedelta(hours=1, seconds=1))
     later = check(strategy, clock)
 
-    assert not paused.approved and paused.reason == "Strategy paused: daily loss"
+    until = f"{NOW + timedelta(hours=1):%Y-%m-%d %H:%M}"
+    assert not paused.approved and paused.check == "strategy_paused"
+    assert paused.reason == f"Strategy paused until {until} UTC: daily loss"
     assert later.approved, later.reason
 
 

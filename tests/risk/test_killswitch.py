@@ -14,9 +14,8 @@ from django.contrib.auth.hashers import check_password
 from django.db import IntegrityError, connections, transaction
 
 from monitoring.models import Alert
-from quant.core.errors import NotFoundError, ValidationError
+from quant.core.errors import NotFoundError, PermissionDeniedError, ValidationError
 from quant.models import Strategy
-from risk.errors import PermissionDeniedError
 from risk.health import EquityPoint
 from risk.models import (
     AdminCode,

@@ -8,10 +8,14 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, transaction
 
-from quant.core.errors import ConflictError, ValidationError
+from quant.core.errors import (
+    ConflictError,
+    PermissionDeniedError,
+    SelfApprovalError,
+    ValidationError,
+)
 from quant.models import Strategy
 from quant.services import strategy_version_ensure
-from risk.errors import PermissionDeniedError
 from risk.limits import RiskLimits, StrategyLimits
 from risk.models import ChangeStatus, RiskLimitChange, RiskLimitSet, StrategyRiskLimit
 from risk.selectors import (
@@ -67,7 +71,7 @@ def test_a_change_takes_effect_only_after_another_user_approves_it(alice: Any, b
 
 def test_the_requester_can_neither_approve_nor_reject(alice: Any) -> None:
     change = request_platform(alice)
-    with pytest.raises(PermissionDeniedError, match="another user must decide it"):
+    with pytest.raises(SelfApprovalError, match="another user than the one who made it"):
         limit_change_approve(change=change, user=alice)
     with pytest.raises(PermissionDeniedError):
         limit_change_reject(change=change, user=alice)

@@ -278,7 +278,7 @@ def test_a_review_is_requested_by_one_user_and_approved_by_another(
     admin_client: Client, other_admin: Client
 ) -> None:
     strategy = trading_strategy("fresh", StrategyMode.RESEARCH)
-    Strategy.objects.filter(pk=strategy.pk).update(reviewed_at=None)
+    Strategy.objects.filter(pk=strategy.pk).update(reviewed_version=None, reviewed_at=None)
 
     requested = act(admin_client, STRATEGIES, "request_review", [strategy.pk])
     approval = ApprovalRequest.objects.get(kind=ApprovalKind.STRATEGY_REVIEW, status="pending")
@@ -289,7 +289,7 @@ def test_a_review_is_requested_by_one_user_and_approved_by_another(
 
     own = act(admin_client, APPROVALS, "approve", [approval.pk])
     assert messages_of(own) == [
-        f"{approval}: a request must be decided by a different user than the requester"
+        f"{approval}: a request must be decided by another user than the one who made it"
     ]
 
     decided = act(other_admin, APPROVALS, "approve", [approval.pk])
@@ -298,9 +298,9 @@ def test_a_review_is_requested_by_one_user_and_approved_by_another(
         "Strategy review (before backtests) for fresh: approved (research mode)"
     ]
     strategy.refresh_from_db()
-    assert strategy.reviewed_at is not None
+    assert strategy.is_reviewed and strategy.reviewed_at is not None
     listing = admin_client.get(STRATEGIES)
-    assert b"column-reviewed_at" in listing.content
+    assert b"column-reviewed_version" in listing.content
 
 
 def test_promotion_to_paper_takes_backtest_ids_and_can_be_rejected(
@@ -376,9 +376,7 @@ def test_promotion_to_live_is_refused_for_a_research_strategy(admin_client: Clie
 
     response = act(admin_client, STRATEGIES, "request_live", [strategy.pk])
 
-    assert messages_of(response) == [
-        "early: strategy early is in research mode; Paper → live trading needs it in paper mode"
-    ]
+    assert messages_of(response) == ["early: research → live skips a gate: promote to paper first"]
     assert not ApprovalRequest.objects.filter(kind=ApprovalKind.PROMOTE_LIVE).exists()
 
 

@@ -121,7 +121,9 @@ def test_a_research_strategy_cannot_trade(paper_broker: InstantBroker) -> None:
     trading_strategy("lab_only", StrategyMode.RESEARCH)
 
     with pytest.raises(
-        CommandError, match="strategy lab_only is in research mode: promote it to paper first"
+        CommandError,
+        match=r"^gate_closed: Strategy lab_only is in research mode: it places no orders until "
+        r"its promotion to paper is approved$",
     ):
         place("--strategy", "lab_only", "--symbol", "SPY", "--side", "buy", "--qty", "1")
 
@@ -129,7 +131,9 @@ def test_a_research_strategy_cannot_trade(paper_broker: InstantBroker) -> None:
 
 
 def test_live_orders_need_a_live_strategy(paper: Strategy, live_broker: InstantBroker) -> None:
-    with pytest.raises(CommandError, match="is in paper mode: promote it to live first"):
+    with pytest.raises(
+        CommandError, match="is in paper mode: it trades live only after its promotion to live"
+    ):
         place(
             "--strategy", "ops_sma", "--symbol", "SPY", "--side", "buy", "--qty", "1",
             "--mode", "live",

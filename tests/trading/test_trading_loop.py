@@ -152,7 +152,8 @@ def test_the_kill_switch_stops_the_loop_and_flattens(settings_: None = None) -> 
     assert Position.objects.get(strategy=strategy).quantity == 0
     flatten = Order.objects.get(strategy=strategy, source="kill_switch")
     assert flatten.status == "filled"
-    assert all(r.skipped == "kill switch active" for r in after)
+    assert all(r.skipped == "Kill switch active (global): operator halt" for r in after)
+    assert all(r.code == "kill_switch" for r in after)
 
 
 def test_the_beat_task_trades_on_the_loopback_alpaca_server(

@@ -25,6 +25,7 @@ from backtests.engine.simulator import entry_quantity
 from marketdata.models import Bar
 from quant.core.calendar import MarketCalendar
 from quant.core.clock import Clock, SystemClock
+from quant.core.errors import GateClosedError
 from quant.models import Strategy, StrategyMode
 from quant.strategies.base import (
     OrderIntent,
@@ -34,6 +35,7 @@ from quant.strategies.base import (
     Signal,
     Target,
 )
+from risk.state import TradingLevel
 from trading.brokers.base import BrokerClient
 from trading.models import AccountSnapshot, Position, StrategyRuntime
 from trading.services.reconcile import reconcile, reconciled_in_process
@@ -49,6 +51,7 @@ TRADING_MODES = (StrategyMode.PAPER, StrategyMode.LIVE)
 class TickResult:
     strategy: str
     skipped: str = ""
+    code: str = ""  # why it was skipped, as an error code (gate_closed, kill_switch...)
     new_bars: int = 0
     signals: list[str] = field(default_factory=list)
     orders: list[str] = field(default_factory=list)
@@ -90,21 +93,26 @@ def _portfolio(strategy: Strategy, mode: str, now: datetime) -> PortfolioSnapsho
 
 
 def strategy_tick(
-    *, strategy: Strategy, broker: BrokerClient, clock: Clock | None = None
+    *,
+    strategy: Strategy,
+    broker: BrokerClient,
+    clock: Clock | None = None,
+    mode: str | None = None,
 ) -> TickResult:
-    """One pass of the loop for one strategy in its trading mode."""
-    from risk.gateway import kill_switch_view
+    """One pass of the loop for one strategy in ``mode`` (default: its own mode).
+
+    Its trading state decides first (``risk.gateway.trading_state``): closed gate or kill
+    switch, no tick; safe mode or a pause, exits only."""
+    from risk.gateway import trading_state
 
     clock = clock or SystemClock()
     now = clock.now()
-    mode = strategy.mode
+    mode = mode or strategy.mode
     result = TickResult(strategy.name)
-    if mode not in TRADING_MODES:
-        result.skipped = f"strategy is in {mode} mode"
-        return result
-    switch = kill_switch_view(strategy.pk, lock=False)
-    if switch.global_active or switch.strategy_active:
-        result.skipped = "kill switch active"
+    state = trading_state(strategy_id=strategy.pk, mode=mode, now=now)
+    halted = state.gate or state.kill_switch_refusal
+    if halted is not None:
+        result.skipped, result.code = halted.reason, halted.check
         return result
     if not reconciled_in_process(mode):  # sizing reads the account: bring it up to date first
         reconcile(mode=mode, broker=broker, clock=clock)
@@ -130,24 +138,31 @@ def strategy_tick(
     requests = [r for r in instance.risk_check(changes, portfolio) if r.symbol not in busy]
     closes = {bar.symbol: bar.close for bar in bars}
     for request in requests:
+        if request.intent is not OrderIntent.EXIT and state.level is TradingLevel.REDUCING:
+            result.orders.append(f"{request.symbol}: entry skipped ({state.describe()})")
+            continue
         quantity = _quantity(request, portfolio, closes[request.symbol], strategy, mode, now)
         if quantity <= 0:
             result.orders.append(f"{request.symbol}: size 0, skipped")
             continue
-        order = order_submit(
-            strategy=strategy,
-            mode=mode,
-            broker=broker,
-            symbol=request.symbol,
-            side=request.side.value,
-            quantity=quantity,
-            order_type=request.order_type.value,
-            limit_price=_decimal(request.limit_price),
-            stop_price=_decimal(request.stop_price),
-            stop_distance=_stop_distance(request, closes[request.symbol], instance),
-            reason=request.reason or f"{request.intent.value} on target change",
-            clock=clock,
-        )
+        try:
+            order = order_submit(
+                strategy=strategy,
+                mode=mode,
+                broker=broker,
+                symbol=request.symbol,
+                side=request.side.value,
+                quantity=quantity,
+                order_type=request.order_type.value,
+                limit_price=_decimal(request.limit_price),
+                stop_price=_decimal(request.stop_price),
+                stop_distance=_stop_distance(request, closes[request.symbol], instance),
+                reason=request.reason or f"{request.intent.value} on target change",
+                clock=clock,
+            )
+        except GateClosedError as refused:  # demoted while this tick ran
+            result.skipped, result.code = refused.message, refused.code
+            return result
         text = f"{order.side} {order.quantity} {order.symbol}: {order.status}"
         result.orders.append(f"{text} ({order.reject_reason})" if order.reject_reason else text)
     _runtime_update(runtime, latest=latest, now=now, closed=closed, strategy=strategy)

@@ -10,22 +10,25 @@ import structlog
 from django.db.models import Q
 
 from quant.core.clock import Clock, SystemClock
-from quant.core.errors import ValidationError
+from quant.core.errors import GateClosedError, ValidationError
 from quant.models import Strategy
 from trading.brokers.base import BrokerClient
 from trading.core.fsm import OPEN_STATUSES
-from trading.models import Order, OrderSource, Position
+from trading.models import Order, OrderSource, Position, TradingMode
 from trading.services.orders import order_cancel, order_create, order_place
 from trading.services.reconcile import reconcile, reconciled_in_process
 
 log = structlog.get_logger(__name__)
 
+# Orders that close positions on an operator's or the kill switch's behalf: never gated.
+FLATTENING = (OrderSource.KILL_SWITCH, OrderSource.OPERATOR)
+
 
 def order_submit(
     *,
     strategy: Strategy,
-    mode: str,
-    broker: BrokerClient,
+    mode: str | None,
+    broker: BrokerClient | None = None,
     symbol: str,
     side: str,
     quantity: Decimal,
@@ -40,12 +43,34 @@ def order_submit(
 ) -> Order:
     """Create, check and send one order; returns it in its state after the broker's answer.
 
-    The first order of a process reconciles with the broker first (warm restart: positions
-    and open orders are brought up to date before anything new is sent).
+    First the mode gate (``risk.state``): a strategy trades only in a mode it was promoted
+    to, and a refusal raises ``GateClosedError`` with nothing stored, for every caller alike
+    (API, dashboard, admin, commands, the trading loop). The kill switch, safe mode, a pause
+    and the limits are the gateway's: their rejection is stored with the order. The first
+    order of a process reconciles with the broker first (warm restart: positions and open
+    orders are brought up to date before anything new is sent).
     """
-    from risk.gateway import kill_switch_view, order_risk_check
+    from risk.gateway import kill_switch_view, order_risk_check, trading_state
 
     clock = clock or SystemClock()
+    mode = mode or default_mode(strategy)
+    if mode not in TradingMode.values:
+        raise ValidationError(f"mode: orders are placed in paper or live mode, not {mode!r}")
+    state = trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
+    if state.gate is not None and source not in FLATTENING:  # flattening: the gateway decides
+        log.info("order.gate_closed", strategy=strategy.name, mode=mode, reason=state.gate.reason)
+        raise GateClosedError(
+            state.gate.reason,
+            details={
+                "strategy_id": strategy.pk,
+                "strategy_mode": state.strategy_mode,
+                "mode": mode,
+            },
+        )
+    if broker is None:
+        from trading.brokers import broker_for_mode
+
+        broker = broker_for_mode(mode)
     if not reconciled_in_process(mode):
         reconcile(mode=mode, broker=broker, clock=clock)
     symbol = symbol.upper()
@@ -69,13 +94,19 @@ def order_submit(
         clock=clock,
     )
     order = order_place(order=order, broker=broker, risk=order_risk_check, clock=clock, sleep=sleep)
-    if order.is_open and source not in (OrderSource.KILL_SWITCH, OrderSource.OPERATOR):
+    if order.is_open and source not in FLATTENING:
         switch = kill_switch_view(strategy.pk, lock=False)
         if switch.global_active or switch.strategy_active:
             # Approved just before an activation committed: the activation's cancel sweep may
             # have run before the broker acknowledged it, so cancel it here as well.
             order = order_cancel(order=order, broker=broker, clock=clock, reason="kill switch")
     return order
+
+
+def default_mode(strategy: Strategy) -> str:
+    """The mode an order of ``strategy`` goes to when none is named: its own trading mode
+    (paper for a strategy in research, which the gate then refuses)."""
+    return strategy.mode if strategy.mode in TradingMode.values else TradingMode.PAPER.value
 
 
 def position_quantity(*, strategy: Strategy, mode: str, symbol: str) -> Decimal:

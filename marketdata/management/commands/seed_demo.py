@@ -37,7 +37,8 @@ class Command(BaseCommand):
             )
         demo = demo_backtest_ensure()
         for loaded in demo.strategies.results:
-            self.stdout.write(f"Strategy {loaded.summary}")
+            line = f"Strategy {loaded.summary}"
+            self.stdout.write(self.style.WARNING(line) if loaded.conflict else line)
         features = feature_sets_load_directory(path=shipped_feature_sets())
         for result in features.results:
             self.stdout.write(f"Feature set {result.summary}")

@@ -27,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help="only validate the files; write nothing"
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="a file that changed wins over an edit made since it was last loaded",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["path"] or Path(settings.BASE_DIR) / "configs" / "strategies")
@@ -35,10 +40,18 @@ class Command(BaseCommand):
                 for item in strategy_configs_validate(path=path):
                     self.stdout.write(f"{item.config.name}: valid ({item.path})")
                 return
-            report = strategies_load_directory(path=path)
+            report = strategies_load_directory(path=path, force=options["force"])
         except ApplicationError as error:
             raise CommandError(error.message) from error
         for result in report.results:
-            self.stdout.write(
-                self.style.SUCCESS(result.summary) if result.created else result.summary
+            if result.conflict:
+                self.stderr.write(self.style.WARNING(result.summary))
+            else:
+                self.stdout.write(
+                    self.style.SUCCESS(result.summary) if result.created else result.summary
+                )
+        if report.conflicts:
+            raise CommandError(
+                f"{len(report.conflicts)} file(s) not loaded: the strategy was edited since the "
+                "file was last loaded (see above; --force stores the file as a new version)"
             )

@@ -4,9 +4,10 @@
     manage.py place_order --strategy sma_crossover --symbol SPY --side buy --qty 10
     manage.py place_order --strategy 3 --symbol SPY --side sell --qty 5 --limit 450.10
 
-The mode defaults to the strategy's (paper or live); a research strategy cannot trade, and a
-strategy trades live only once it was promoted to live. Exits 1 when the order is rejected,
-cancelled or expired.
+The mode defaults to the strategy's (paper or live). The order service decides whether the
+strategy may trade in that mode (a research strategy cannot trade; a strategy trades live only
+once it was promoted to live), with the same message as the API. Exits 1 when the order is
+refused, rejected, cancelled or expired.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from quant.core.errors import ApplicationError
-from quant.models import Strategy, StrategyMode
-from trading.brokers import broker_for_mode
+from quant.models import Strategy
 from trading.core.fsm import OrderStatus
 from trading.models import Order, OrderSide, OrderSource, TradingMode
 from trading.services.submit import order_submit
@@ -45,14 +45,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         strategy = _strategy(options["strategy"])
-        mode = _mode(strategy, options["mode"])
         quantity = _positive(options["qty"], "--qty")
         limit = _optional(options["limit"], "--limit")
         try:
             order = order_submit(
                 strategy=strategy,
-                mode=mode,
-                broker=broker_for_mode(mode),
+                mode=options["mode"],
                 symbol=options["symbol"],
                 side=options["side"],
                 quantity=quantity,
@@ -62,8 +60,8 @@ class Command(BaseCommand):
                 source=OrderSource.MANUAL,
                 reason=options["reason"],
             )
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
+        except ApplicationError as error:  # the API's code and message, word for word
+            raise CommandError(f"{error.code}: {error.message}") from None
         self.stdout.write(outcome(order))
         if order.status in FAILED:
             reason = f": {order.reject_reason}" if order.reject_reason else ""
@@ -83,19 +81,6 @@ def _strategy(value: str) -> Strategy:
     if not matches:
         raise CommandError(f"unknown strategy {value!r}: give its id or name")
     return matches[0]  # a name wins over an id
-
-
-def _mode(strategy: Strategy, asked: str | None) -> str:
-    if strategy.mode == StrategyMode.RESEARCH:
-        raise CommandError(
-            f"strategy {strategy.name} is in research mode: promote it to paper first"
-        )
-    mode = asked or strategy.mode
-    if mode == TradingMode.LIVE and strategy.mode != StrategyMode.LIVE:
-        raise CommandError(
-            f"strategy {strategy.name} is in {strategy.mode} mode: promote it to live first"
-        )
-    return mode
 
 
 def _optional(value: str | None, flag: str) -> Decimal | None:
