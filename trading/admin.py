@@ -37,6 +37,7 @@ from trading.models import (
     Position,
     ReconciliationRun,
     SafeMode,
+    StrategyPauseEvent,
     StrategyRuntime,
     TradingMode,
 )
@@ -323,6 +324,15 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
 @admin.register(SafeMode)
 class SafeModeAdmin(ReadOnlyAdmin):
     list_display = ("mode", "active", "since", "reason")
+
+
+@admin.register(StrategyPauseEvent)
+class StrategyPauseEventAdmin(ReadOnlyAdmin):
+    """The audit of strategy pauses: each pause a breached limit stored, each lift."""
+
+    list_display = ("at", "strategy", "mode", "action", "limit", "until", "user", "reason")
+    list_filter = ("action", "mode", "limit")
+    list_select_related = ("strategy", "user")
 
 
 class LiftPauseForm(forms.Form):
