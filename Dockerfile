@@ -13,7 +13,10 @@ WORKDIR /app
 RUN useradd --create-home --uid 1000 quant && mkdir -p /var/lib/quant/media
 
 COPY pyproject.toml requirements.lock README.md ./
+COPY config ./config
+COPY common ./common
 COPY quant ./quant
+COPY research ./research
 COPY marketdata ./marketdata
 COPY backtests ./backtests
 COPY trading ./trading
@@ -32,4 +35,4 @@ RUN DEBUG=false SECRET_KEY=collectstatic-only python manage.py collectstatic --n
 
 USER quant
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "quant.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

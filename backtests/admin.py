@@ -15,9 +15,6 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from backtests import services, walkforward_services
-from backtests.engine import BacktestConfig, EngineMode, FillAt
-from backtests.engine.walkforward_plan import Objective, WalkForwardConfig, objective_value
-from backtests.engine.walkforward_plan import WindowType as WalkForwardWindowType
 from backtests.models import (
     BacktestRun,
     BacktestTrade,
@@ -25,8 +22,11 @@ from backtests.models import (
     WalkForwardRun,
     WalkForwardWindow,
 )
-from quant.core.errors import ApplicationError, ConflictError
-from quant.models import Strategy
+from quant.backtest import BacktestConfig, EngineMode, FillAt
+from quant.backtest.walkforward_plan import Objective, WalkForwardConfig, objective_value
+from quant.backtest.walkforward_plan import WindowType as WalkForwardWindowType
+from quant.errors import ApplicationError, ConflictError
+from research.models import Strategy
 
 TRADES_SHOWN = 200
 

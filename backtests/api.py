@@ -12,8 +12,9 @@ from ninja import Field, Query, Router, Schema, Status
 
 from backtests import selectors
 from backtests.models import BacktestRun, WalkForwardRun
-from quant.api import (
+from common.api import (
     MAX_ID,
+    Accepted,
     Data,
     Id,
     Out,
@@ -24,9 +25,8 @@ from quant.api import (
     paginate,
     responses,
 )
-from quant.api_routers import Accepted, acting_user
-from quant.auth import Role, require_role
-from quant.selectors import strategy_by_id, strategy_version_get
+from common.auth import Role, acting_user, require_role
+from research.selectors import strategy_by_id, strategy_version_get
 
 router = Router(tags=["runs"])
 walk_forward_router = Router(tags=["walk-forward"])
@@ -106,7 +106,7 @@ class JobIn(Schema):
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
 
     def backtest_config(self, **extra: Any) -> Any:
-        from backtests.engine import BacktestConfig
+        from quant.backtest import BacktestConfig
 
         return BacktestConfig(
             initial_capital=self.initial_capital,
@@ -203,8 +203,8 @@ def runs_list(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any
 def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn) -> Status[Any]:
     """Queue a backtest of the strategy's current version: 202 with the run id and a
     Location to poll (``GET /v1/runs/{id}``: status, progress, then metrics and trades)."""
-    from backtests.engine import EngineMode, FillAt
     from backtests.services import backtest_run_create, backtest_run_submit
+    from quant.backtest import EngineMode, FillAt
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
@@ -363,8 +363,8 @@ def walk_forward_start(
     request: HttpRequest, response: HttpResponse, payload: WalkForwardIn
 ) -> Status[Any]:
     """Check and queue a walk-forward run (windows fan out over the Celery workers)."""
-    from backtests.engine.walkforward import WalkForwardConfig
     from backtests.walkforward_services import walk_forward_run_create, walk_forward_run_submit
+    from quant.backtest.walkforward import WalkForwardConfig
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)

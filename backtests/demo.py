@@ -8,11 +8,10 @@ from pathlib import Path
 from django.conf import settings
 
 from backtests import services
-from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
-from quant.approvals import strategy_review_builtin
-from quant.models import Strategy
-from quant.services import LoadReport, strategies_load_directory
+from quant.backtest import BacktestConfig
+from research.models import Strategy
+from research.services import LoadReport, strategies_load_directory, strategy_review_builtin
 
 DEMO_STRATEGY = "sma_crossover"
 

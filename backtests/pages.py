@@ -9,14 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from django.utils.dateparse import parse_datetime
 
-from backtests.engine.report import MAX_POINTS, METRIC_FIELDS, downsample_indices
-from backtests.engine.walkforward_plan import Objective
 from backtests.models import BacktestRun, BacktestTrade, EngineModeChoice, RunStatus
 from backtests.selectors import backtest_runs_list, backtest_trades_list
+from common.charts import GREEN, GREY, RED, drawdown_figure, equity_figure, figure_data, layout
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
-from quant.charts import GREEN, GREY, RED, drawdown_figure, equity_figure, figure_data, layout
-from quant.models import Strategy
+from quant.backtest.report import MAX_POINTS, METRIC_FIELDS, downsample_indices
+from quant.backtest.walkforward_plan import Objective
+from research.models import Strategy
 
 RUNS_SHOWN = 100
 TRADES_SHOWN = 500

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from backtests.models import BacktestRun, BacktestTrade, WalkForwardRun, WalkForwardWindow
-from quant.core.errors import NotFoundError
+from quant.errors import NotFoundError
 
 
 def backtest_runs_list(

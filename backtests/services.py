@@ -19,7 +19,10 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from backtests.engine import (
+from backtests.models import RUN_TRANSITIONS, BacktestRun, BacktestTrade, RunStatus
+from marketdata.domain import Timeframe
+from marketdata.selectors import bars_frame
+from quant.backtest import (
     BacktestCancelled,
     BacktestConfig,
     BacktestEngine,
@@ -27,15 +30,12 @@ from backtests.engine import (
     EngineMode,
     MarketData,
 )
-from backtests.engine.report import ReportGenerator
-from backtests.models import RUN_TRANSITIONS, BacktestRun, BacktestTrade, RunStatus
-from marketdata.domain import Timeframe
-from marketdata.selectors import bars_frame
-from quant.approvals import strategy_require_reviewed
-from quant.core.clock import Clock, SystemClock
-from quant.core.errors import ApplicationError, ConflictError, ValidationError
-from quant.models import StrategyVersion
+from quant.backtest.report import ReportGenerator
+from quant.clock import Clock, SystemClock
+from quant.errors import ApplicationError, ConflictError, ValidationError
 from quant.strategies.config import StrategyConfig, config_validate
+from research.models import StrategyVersion
+from research.services import strategy_require_reviewed
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 
 from backtests import pages
 from backtests.models import BacktestRun, WalkForwardRun
-from quant.dashboard import CRITICAL_MS, NORMAL_MS, Fragment, dashboard_view, render_page
+from common.dashboard import CRITICAL_MS, NORMAL_MS, Fragment, dashboard_view, render_page
 
 CONTENT_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json"}
 

@@ -45,19 +45,6 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from backtests.engine import BacktestConfig, MarketData
-from backtests.engine.walkforward import (
-    Evaluation,
-    Job,
-    Segment,
-    WalkForwardConfig,
-    WindowPlan,
-    aggregate,
-    choose_best,
-    plan_windows,
-    run_job,
-)
-from backtests.engine.walkforward_plan import grid_expand
 from backtests.models import (
     RUN_TRANSITIONS,
     RunStatus,
@@ -68,7 +55,20 @@ from backtests.models import (
 )
 from backtests.services import market_data_load
 from backtests.walkforward_services import bar_times, run_fail, walk_forward_result_store
-from quant.core.errors import ApplicationError, ValidationError
+from quant.backtest import BacktestConfig, MarketData
+from quant.backtest.walkforward import (
+    Evaluation,
+    Job,
+    Segment,
+    WalkForwardConfig,
+    WindowPlan,
+    aggregate,
+    choose_best,
+    plan_windows,
+    run_job,
+)
+from quant.backtest.walkforward_plan import grid_expand
+from quant.errors import ApplicationError, ValidationError
 from quant.strategies.config import StrategyConfig, config_validate
 
 log = structlog.get_logger(__name__)
@@ -275,9 +275,9 @@ def warm_up() -> None:
     benchmark's 500-backtest run (0.72-0.81 s cold against 0.46 s warm). Workers call this when
     they start (``worker_ready``), before they take tasks. Nothing is stored.
     """
-    from backtests.engine.sample import random_walk_bars
-    from backtests.engine.walkforward import LocalExecutor, WalkForwardEngine
-    from backtests.engine.walkforward_report import generate_html, generate_json
+    from quant.backtest.sample import random_walk_bars
+    from quant.backtest.walkforward import LocalExecutor, WalkForwardEngine
+    from quant.backtest.walkforward_report import generate_html, generate_json
 
     strategy_config = config_validate(
         {

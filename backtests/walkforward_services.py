@@ -26,15 +26,6 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from backtests.engine import BacktestConfig, MarketData
-from backtests.engine.walkforward import (
-    WalkForwardConfig,
-    WalkForwardResult,
-    WindowPlan,
-    plan_windows,
-)
-from backtests.engine.walkforward_plan import grid_expand
-from backtests.engine.walkforward_report import generate_html, generate_json
 from backtests.models import (
     RUN_TRANSITIONS,
     RunStatus,
@@ -43,10 +34,19 @@ from backtests.models import (
     WalkForwardWindow,
 )
 from backtests.services import market_data_load
-from quant.approvals import strategy_require_reviewed
-from quant.core.errors import ConflictError, ValidationError
-from quant.models import StrategyVersion
+from quant.backtest import BacktestConfig, MarketData
+from quant.backtest.walkforward import (
+    WalkForwardConfig,
+    WalkForwardResult,
+    WindowPlan,
+    plan_windows,
+)
+from quant.backtest.walkforward_plan import grid_expand
+from quant.backtest.walkforward_report import generate_html, generate_json
+from quant.errors import ConflictError, ValidationError
 from quant.strategies.config import StrategyConfig
+from research.models import StrategyVersion
+from research.services import strategy_require_reviewed
 
 log = structlog.get_logger(__name__)
 

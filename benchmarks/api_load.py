@@ -11,7 +11,7 @@ A database of its own (``quant_bench_api`` by default, created when missing) is 
 refilled: 20 paper strategies, 500 instruments with 5 daily bars each, 10,000 open positions
 (500 per strategy), 100,000 filled orders with one fill each (over the last year), 1,000
 finished backtest runs, an hourly account equity curve over the last year, one viewer user.
-The web server is the production one (``daphne quant.asgi:application``, ``DEBUG`` off) in a
+The web server is the production one (``daphne config.asgi:application``, ``DEBUG`` off) in a
 process of its own on 127.0.0.1, with the API rate limits turned off (they would answer 429).
 
 Load
@@ -79,9 +79,9 @@ def seed(scale: float = 1.0) -> dict[str, int]:
 
     from backtests.models import BacktestRun
     from marketdata.models import Bar, Instrument
-    from quant.models import Strategy, StrategyMode
-    from quant.services import strategy_version_ensure
     from quant.strategies.config import config_validate
+    from research.models import Strategy, StrategyMode
+    from research.services import strategy_version_ensure
     from trading.models import AccountSnapshot, Fill, Order, Position
 
     strategies_n = max(1, round(STRATEGIES * scale))
@@ -261,7 +261,7 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
             "127.0.0.1",
             "-p",
             str(port),
-            "quant.asgi:application",
+            "config.asgi:application",
         ],
         cwd=ROOT,
         env=env,

@@ -25,7 +25,7 @@ Without the directory (or with ``--skip-peers``) only our two paths run.
 
 What is measured
 ----------------
-Seeded synthetic daily bars (``backtests.engine.sample.random_walk_bars``, seed 7). Every engine
+Seeded synthetic daily bars (``quant.backtest.sample.random_walk_bars``, seed 7). Every engine
 and size runs in a child process of its own (this script with ``--child``), so each peak memory
 figure (``ru_maxrss`` of that child: interpreter, imports, the bars and the run) is that run's
 own. Each child warms up on 2,000 other bars first (imports, numba compilation), then times only
@@ -129,7 +129,7 @@ class TradeRow:
 
 # --- the child: one engine, one size ------------------------------------------------------
 def bars(n: int, seed: int = SEED) -> Any:
-    from backtests.engine.sample import random_walk_bars
+    from quant.backtest.sample import random_walk_bars
 
     return random_walk_bars(n, seed=seed)
 
@@ -139,7 +139,7 @@ def peak_mb() -> float:
 
 
 def run_ours(mode: str, frame: Any) -> tuple[float, list[TradeRow]]:
-    from backtests.engine import BacktestConfig, BacktestEngine, MarketData
+    from quant.backtest import BacktestConfig, BacktestEngine, MarketData
     from quant.strategies.config import config_validate
 
     data = MarketData.from_frames({"SPY": frame})

@@ -62,7 +62,7 @@ def checkpoint() -> None:
 
 def plan(bars: int) -> tuple[list[str], datetime, datetime]:
     """Symbols and a range of sessions holding about ``bars`` one-minute bars."""
-    from quant.core.calendar import MarketCalendar, day_start
+    from quant.calendar import MarketCalendar, day_start
 
     calendar = MarketCalendar("XNYS")
     symbols = SYMBOLS[: max(1, min(len(SYMBOLS), math.ceil(bars / 390 / 20)))]
@@ -77,7 +77,7 @@ def plan(bars: int) -> tuple[list[str], datetime, datetime]:
 
 def provider() -> Any:
     from marketdata.providers.synthetic import SyntheticProvider
-    from quant.core.clock import ManualClock
+    from quant.clock import ManualClock
 
     return SyntheticProvider(seed=20240101, clock=ManualClock(datetime(2100, 1, 1, tzinfo=UTC)))
 

@@ -172,7 +172,7 @@ def order_plan(symbols: list[str], count: int) -> list[tuple[str, str]]:
 def run_risk_checks(strategy: Any, symbols: list[str], orders: int) -> Phase:
     from django.db import transaction
 
-    from quant.core.clock import SystemClock
+    from quant.clock import SystemClock
     from risk.gateway import order_risk_check
     from trading.models import Order
     from trading.services.orders import order_create
@@ -243,7 +243,7 @@ def run_submits(
     label: str,
     reconcile_first: bool = False,
 ) -> Phase:
-    from quant.core.clock import SystemClock
+    from quant.clock import SystemClock
     from trading.models import Position
     from trading.services.reconcile import reconcile
     from trading.services.submit import order_submit
@@ -288,7 +288,7 @@ def run_submits(
 
 
 def run_alpaca(strategy: Any, symbols: list[str], orders: int) -> Phase:
-    from quant.core.ratelimit import LocalRateLimiter
+    from common.ratelimit import LocalRateLimiter
     from trading.brokers.alpaca import AlpacaBroker
     from trading.brokers.sync import call
 

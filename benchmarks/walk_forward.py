@@ -20,7 +20,7 @@ Timed
 1. **baselines in this process**: one ``run_backtest`` of a grid point over one window's
    in-sample bars (the engine call a task makes, median of ``--baseline-repeat``), and the whole
    walk-forward with ``WalkForwardEngine`` and its in-process ``LocalExecutor``.
-2. **over Celery** with N = 1, then 2 worker processes (``celery -A quant worker --pool=solo``,
+2. **over Celery** with N = 1, then 2 worker processes (``celery -A config worker --pool=solo``,
    started and ready before the clock starts): from sending the run's start message to the run
    being SUCCEEDED (start task, every evaluation stored in the window rows, gather, the JSON and
    HTML reports written), best of ``--repeat`` runs per N. Each worker loads the run's bars on
@@ -62,10 +62,9 @@ def set_up(years: int) -> Any:
     from marketdata.models import Bar
     from marketdata.providers.synthetic import SyntheticProvider
     from marketdata.services import bars_ingest
-    from quant.approvals import strategy_review_builtin
-    from quant.core.clock import ManualClock
-    from quant.services import strategy_version_ensure
+    from quant.clock import ManualClock
     from quant.strategies.config import config_load
+    from research.services import strategy_review_builtin, strategy_version_ensure
 
     WalkForwardRun.objects.all().delete()
     Bar.objects.all().delete()
@@ -82,8 +81,8 @@ def set_up(years: int) -> Any:
 
 
 def wf_config_for(bars: int, windows: int) -> Any:
-    from backtests.engine.walkforward import WalkForwardConfig, plan_windows
-    from backtests.engine.walkforward_plan import Objective
+    from quant.backtest.walkforward import WalkForwardConfig, plan_windows
+    from quant.backtest.walkforward_plan import Objective
 
     step = (bars - IN_SAMPLE) // windows  # floor((bars - IN_SAMPLE) / step) windows fit
     if step < 20:
@@ -101,10 +100,10 @@ def wf_config_for(bars: int, windows: int) -> Any:
 
 
 def baselines(version: Any, wf_config: Any, repeat: int) -> dict[str, float]:
-    from backtests.engine import BacktestConfig, BacktestEngine
-    from backtests.engine.walkforward import LocalExecutor, WalkForwardEngine
-    from backtests.engine.walkforward_eval import slice_bars
     from backtests.services import market_data_load
+    from quant.backtest import BacktestConfig, BacktestEngine
+    from quant.backtest.walkforward import LocalExecutor, WalkForwardEngine
+    from quant.backtest.walkforward_eval import slice_bars
 
     config = version.as_config()
     data = market_data_load(
@@ -131,10 +130,10 @@ def run_over_celery(
     import redis
 
     from backtests import walkforward_services
-    from backtests.engine import BacktestConfig
     from backtests.models import RunStatus
     from backtests.walkforward_tasks import wf_start
-    from quant.celery import app
+    from config.celery import app
+    from quant.backtest import BacktestConfig
     from tests.support.celery_workers import CeleryWorkers
 
     redis.Redis.from_url(redis_url).flushdb()

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from marketdata import services, tasks
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument
-from quant.core.errors import ConflictError
+from quant.errors import ConflictError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 
 
 class Timeframe(enum.StrEnum):

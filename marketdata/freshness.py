@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from marketdata.domain import Timeframe
-from quant.core.calendar import MarketCalendar, day_start
+from quant.calendar import MarketCalendar, day_start
 
 
 def expected_last_bar(

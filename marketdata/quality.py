@@ -20,7 +20,7 @@ import pandas as pd
 
 from marketdata.domain import Timeframe
 from marketdata.freshness import freshness
-from quant.core.calendar import MarketCalendar, day_start
+from quant.calendar import MarketCalendar, day_start
 
 GAPS, OHLC, VOLUME, DUPLICATES, OUTLIERS, STALE = (
     "gaps",

@@ -15,8 +15,8 @@ from marketdata.domain import BarRecord, Timeframe
 from marketdata.freshness import Freshness, freshness
 from marketdata.models import Bar, DataQualityReport, Instrument
 from marketdata.timebucket import TimeBucket
-from quant.core.calendar import MarketCalendar
-from quant.core.errors import NotFoundError, ValidationError
+from quant.calendar import MarketCalendar
+from quant.errors import NotFoundError, ValidationError
 
 
 def bars_list(

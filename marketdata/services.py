@@ -25,9 +25,9 @@ from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, 
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
 from marketdata.quality import check_bars
 from marketdata.storage import UpsertResult, bars_upsert
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import Clock, SystemClock, ensure_utc
-from quant.core.errors import ConflictError, NotFoundError, ValidationError
+from quant.calendar import MarketCalendar
+from quant.clock import Clock, SystemClock, ensure_utc
+from quant.errors import ConflictError, NotFoundError, ValidationError
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,6 @@
-"""Health of each component: database, job queue (broker), worker and beat heartbeats."""
+"""Health primitives: each component's status, and the checks of the database, the job queue
+(broker), the worker and beat heartbeats and Redis. The apps check their own parts
+(``trading.health``, ``marketdata.health``); ``config.health`` puts them together."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -47,10 +50,8 @@ def check_job_queue(timeout: float = 2.0) -> ComponentStatus:
         return ComponentStatus(
             "job_queue", ok, f"filesystem broker at {folder}" + ("" if ok else " is not writable")
         )
-    from quant.celery import app
-
     try:
-        with app.connection_for_write() as conn:
+        with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
         return ComponentStatus("job_queue", True, conn.as_uri())
     except Exception as error:
@@ -132,51 +133,3 @@ def check_redis(timeout: float = 2.0) -> ComponentStatus:
         return ComponentStatus("redis", True, "PONG")
     except Exception as error:
         return ComponentStatus("redis", False, f"unreachable: {error}")
-
-
-def check_broker_connection(mode: str = "paper", now: datetime | None = None) -> ComponentStatus:
-    """The broker as the last reconciliation found it (the beat runs one every minute): no
-    extra broker call per health request, so polling the page spends no API quota."""
-    from trading.models import ReconciliationRun
-
-    now = now or timezone.now()
-    name = f"broker_{mode}"
-    broker = settings.TRADING_BROKER if mode == "paper" else "alpaca"
-    last = ReconciliationRun.objects.filter(mode=mode).order_by("-started_at").first()
-    if last is None:
-        return ComponentStatus(name, mode != "live", f"{broker}: no reconciliation yet")
-    age = int((now - last.started_at).total_seconds())
-    if last.error:
-        return ComponentStatus(name, False, f"{broker}: last reconciliation failed: {last.error}")
-    if age > settings.HEALTH_BROKER_MAX_AGE_SECONDS:
-        return ComponentStatus(name, False, f"{broker}: last reconciliation {age} s ago")
-    state = "matched" if last.matched else f"{len(last.discrepancies or [])} discrepancies"
-    return ComponentStatus(name, True, f"{broker}: reconciled {age} s ago ({state})")
-
-
-def check_series_freshness(coverage: list[Any] | None = None) -> ComponentStatus:
-    """Every stored instrument and timeframe as recent as the exchange calendar expects
-    (``coverage``: ``instruments_coverage()`` when the caller has read it already)."""
-    from marketdata.selectors import instruments_coverage
-
-    coverage = instruments_coverage() if coverage is None else coverage
-    if not coverage:
-        return ComponentStatus("data_freshness", False, "no instruments stored yet")
-    stale = [f"{c.instrument.symbol} {c.timeframe}" for c in coverage if c.freshness.is_stale]
-    if stale:
-        shown = ", ".join(stale[:10]) + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
-        return ComponentStatus("data_freshness", False, f"stale: {shown}")
-    return ComponentStatus("data_freshness", True, f"{len(coverage)} series up to date")
-
-
-def platform_health_full(coverage: list[Any] | None = None) -> list[ComponentStatus]:
-    """What ``/v1/health`` and the health page show: the core components, Redis, the broker
-    connections and data freshness (from ``coverage`` when given)."""
-    statuses = platform_health()
-    statuses.append(check_redis())
-    if statuses[0].healthy:  # the database answers: the rest reads from it
-        statuses.append(check_broker_connection("paper"))
-        if settings.ALPACA_LIVE_TRADING_ENABLED:
-            statuses.append(check_broker_connection("live"))
-        statuses.append(check_series_freshness(coverage))
-    return statuses

@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from quant.dashboard import push_enabled
+from common.dashboard import push_enabled
 
 log = structlog.get_logger(__name__)
 

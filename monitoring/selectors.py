@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 
 from monitoring.models import Alert
-from quant.core.errors import NotFoundError
+from quant.errors import NotFoundError
 
 
 def alerts_list(

@@ -14,15 +14,16 @@ from functools import partial
 from typing import Any
 
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from common.db.locks import advisory_xact_lock
 from monitoring.models import Alert, AlertDelivery, AlertSeverity, DeliveryStatus
 from monitoring.notifiers import AlertMessage, SendResult, notifiers_for
-from quant.core.errors import ValidationError
-from quant.db.locks import advisory_xact_lock
+from quant.errors import ValidationError
 
 logger = structlog.get_logger(__name__)
 
@@ -123,6 +124,25 @@ def alert_raise(
     return alert
 
 
+def alert_raise_safely(
+    *,
+    severity: AlertSeverity | str,
+    source: str,
+    message: str,
+    key: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Alert | None:
+    """``alert_raise`` for a caller that an alert must never fail (the order path, the trading
+    loop, the kill switch, a gate's consequence): an error is logged, never raised."""
+    try:
+        return alert_raise(
+            severity=severity, source=source, message=message, key=key, details=details
+        )
+    except Exception:
+        logger.exception("alert.failed", source=source, key=key, message=message)
+        return None
+
+
 def _enqueue_delivery(alert_id: int, severity: str) -> None:
     """Hand the alert to the worker; a broker that is down must not break or stall the caller.
 
@@ -130,8 +150,8 @@ def _enqueue_delivery(alert_id: int, severity: str) -> None:
     retries), so connect once with a short budget and publish without retries.
     """
     from monitoring.tasks import deliver_alert, deliver_alert_now
-    from quant.celery import app
 
+    app = current_app
     try:
         if app.conf.task_always_eager:
             deliver_alert_now(alert_id=alert_id, severity=severity)

@@ -1,5 +1,5 @@
-"""The quant trading platform: Django project package and the research app."""
+"""The Django-free core: values, clock, calendar, errors, strategies, features, ML models,
+cross-validation, the backtest engine, risk rules and the order state machine.
 
-from quant.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Importing it loads neither Django nor Celery (``tests/test_layers.py`` checks), so the engine
+and the rules run and are benchmarked on their own."""

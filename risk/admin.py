@@ -1,5 +1,6 @@
 """Admin: limits are read-only (changes go through a request and another user's approval), the
-kill switch is operated through small forms, and its audit trail is read-only.
+kill switch is operated through small forms, and its audit trail is read-only. The gates'
+admin (strategies, approval requests, mode changes) is in ``risk.admin_gates``.
 
 Every action calls the same service as the API and the ``killswitch`` command.
 """
@@ -18,12 +19,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from quant.admin import ACTION_FORM_TEMPLATE
-from quant.admin_base import ReadOnlyAdmin
-from quant.core.errors import ApplicationError
-from quant.models import Strategy
-from risk import selectors, services
-from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, StrategyLimits
+from common.admin import ACTION_FORM_TEMPLATE, ReadOnlyAdmin
+from quant.errors import ApplicationError
+from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, StrategyLimits
+from research.models import Strategy
+from risk import admin_gates, selectors, services
 from risk.models import (
     ChangeScope,
     KillSwitchEvent,
@@ -32,6 +32,8 @@ from risk.models import (
     RiskLimitSet,
     StrategyRiskLimit,
 )
+
+__all__ = ["admin_gates"]  # registered with this module (the admin autodiscovers admin.py)
 
 
 def _request_link(query: str) -> SafeString:

@@ -11,13 +11,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
-from quant.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
-from quant.api_routers import ApprovalOut, acting_user, approval_out
-from quant.auth import Role, require_role
-from quant.core.errors import NotFoundError, ValidationError
+from common.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
+from common.auth import Role, acting_user, require_role
+from quant.errors import NotFoundError, ValidationError
+from quant.risk.state import TradingState
 from risk import selectors
 from risk.models import KillSwitchState, RiskLimitChange
-from risk.state import TradingState
 
 controls_router = Router(tags=["controls"])
 risk_router = Router(tags=["risk"])
@@ -25,6 +24,40 @@ risk_router = Router(tags=["risk"])
 
 def _username(user: Any) -> str | None:
     return user.get_username() if user is not None else None
+
+
+class ApprovalOut(Out):
+    id: int
+    kind: str
+    status: str
+    strategy_id: int
+    strategy_version: int | None
+    note: str
+    evidence: dict[str, Any]
+    requested_by: str | None
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+
+
+
+def approval_out(approval: Any) -> dict[str, Any]:
+    return {
+        "id": approval.pk,
+        "kind": approval.kind,
+        "status": approval.status,
+        "strategy_id": approval.strategy_id,
+        "strategy_version": approval.strategy_version.number if approval.strategy_version else None,
+        "note": approval.note,
+        "evidence": approval.evidence or {},
+        "requested_by": _username(approval.requested_by),
+        "requested_at": approval.requested_at,
+        "decided_by": _username(approval.decided_by),
+        "decided_at": approval.decided_at,
+        "decision_note": approval.decision_note,
+    }
+
 
 
 # --- kill switch ------------------------------------------------------------------------
@@ -181,7 +214,7 @@ def trading_state_list(request: HttpRequest, filters: Query[TradingStateFilters]
 def pause_lift(request: HttpRequest, payload: PauseLiftIn) -> dict[str, Any]:
     """Lift a strategy's pause in one mode (admin; a reason is required). The breached
     measure starts afresh: the drawdown from today's equity, the session's loss from zero."""
-    from quant.selectors import strategy_by_id
+    from research.selectors import strategy_by_id
     from risk.gateway import trading_state
     from trading.services.pauses import strategy_pause_lift
 
@@ -236,8 +269,8 @@ def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[A
     """Move a strategy between research, paper and live (admin). A demotion applies at once
     (200); a promotion opens an approval request that a second admin decides (202), with its
     evidence: backtest runs for paper, paper results for live. One gate at a time."""
-    from quant.approvals import strategy_mode_transition
-    from quant.selectors import approval_get, strategy_by_id
+    from research.selectors import approval_get, strategy_by_id
+    from risk.approvals import strategy_mode_transition
 
     principal = require_role(request, Role.ADMIN)
     done = strategy_mode_transition(
@@ -262,7 +295,7 @@ def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[A
 @controls_router.get("/approvals", response=responses(200, Page(ApprovalOut), 422))
 def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dict[str, Any]:
     """Approval requests (strategy review, promotions), newest first."""
-    from quant.selectors import approvals_list as approvals
+    from research.selectors import approvals_list as approvals
 
     require_role(request, Role.VIEWER)
     queryset = approvals(status=filters.status, strategy_id=filters.strategy_id)
@@ -275,8 +308,8 @@ def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dic
 )
 def approval_decide(request: HttpRequest, approval_id: Id, payload: DecisionIn) -> dict[str, Any]:
     """Approve (and apply) or reject a pending request (admin; not the requester)."""
-    from quant.approvals import approval_decide as decide
-    from quant.selectors import approval_get
+    from research.selectors import approval_get
+    from risk.approvals import approval_decide as decide
 
     principal = require_role(request, Role.ADMIN)
     approval = approval_get(approval_id=approval_id)
@@ -382,7 +415,7 @@ def limits(request: HttpRequest) -> dict[str, Any]:
 @risk_router.post("/limit-changes", response=responses(201, Data(LimitChangeOut), 403, 404, 422))
 def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status[Any]:
     """Ask for new limits (admin); a second admin approves before they apply."""
-    from quant.selectors import strategy_by_id
+    from research.selectors import strategy_by_id
     from risk.services import limit_change_request as request_change
 
     principal = require_role(request, Role.ADMIN)

@@ -1,4 +1,4 @@
-"""The risk gateway's Django shell: load what ``risk.rules.check_order`` needs, and ask it.
+"""The risk gateway's Django shell: load what ``quant.risk.rules.check_order`` needs, and ask it.
 
 Every order passes here, inside the transaction that marks it approved (``order_place``),
 with a shared lock on the kill-switch rows: an activation that commits first is seen; one
@@ -14,8 +14,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from quant.core.clock import Clock
-from risk.limits import HUNDRED, effective_limits
+from marketdata.prices import last_prices
+from quant.clock import Clock
+from quant.risk.limits import HUNDRED, effective_limits
+from quant.risk.rules import check_order
+from quant.risk.state import PAUSE_CHECKS, TradingState
+from quant.risk.values import (
+    KillSwitchView,
+    MarketView,
+    OrderProposal,
+    PortfolioView,
+    RiskVerdict,
+    StrategyView,
+)
 from risk.reads import (
     Account,
     Book,
@@ -24,21 +35,10 @@ from risk.reads import (
     account_read,
     daily_bars,
     gateway_reads,
-    last_prices,
     positions_of,
     risk_overrides,
 )
-from risk.rules import check_order
-from risk.state import PAUSE_CHECKS, TradingState
-from risk.values import (
-    KillSwitchView,
-    MarketView,
-    OrderProposal,
-    PortfolioView,
-    StrategyView,
-)
 from trading.models import Order, OrderSource, Position, StrategyRuntime
-from trading.services.orders import RiskVerdict
 from trading.services.pauses import pause_of, strategy_pause
 
 __all__ = [

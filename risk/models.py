@@ -16,7 +16,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, LimitField, RiskLimits, StrategyLimits
+from quant.risk.limits import (
+    PLATFORM_FIELDS,
+    STRATEGY_FIELDS,
+    LimitField,
+    RiskLimits,
+    StrategyLimits,
+)
 
 PLATFORM = RiskLimits()
 STRATEGY = StrategyLimits()
@@ -33,7 +39,7 @@ def _money(default: Decimal, help_text: str) -> Any:
 
 
 def _limit_checks(prefix: str, specs: dict[str, LimitField]) -> list[models.CheckConstraint]:
-    """The database form of ``risk.limits.limit_value``: one named check per limit."""
+    """The database form of ``quant.risk.limits.limit_value``: one named check per limit."""
     conditions = {
         "pct": lambda f: Q(**{f"{f}__gt": 0, f"{f}__lte": 100}),
         "positive": lambda f: Q(**{f"{f}__gt": 0}),

@@ -9,8 +9,8 @@ from django.conf import settings
 
 from monitoring.models import AlertChannel
 from monitoring.notifiers import ROUTES, configured_notifiers
-from quant.models import ApprovalRequest, ApprovalStatus
-from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS
+from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS
+from research.models import ApprovalRequest, ApprovalStatus
 from risk.models import RiskLimitSet, StrategyRiskLimit
 from risk.selectors import admin_code_is_set, limit_changes_pending, limits_current
 

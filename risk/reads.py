@@ -5,15 +5,15 @@ from the database on every check (limits are never cached). Composed by the ORM,
 reads took ~10 ms, most of it Python composing SQL and PostgreSQL parsing and planning it;
 here they are four statements written once (``Columns`` ties them to the model fields and
 reads values back as the ORM would) and prepared once per PostgreSQL connection
-(``quant.db.prepared``). Each works on SQLite as written.
+(``common.db.prepared``). Each works on SQLite as written.
 
 - ``GatewayReads``: one row — the kill switch (global and the strategy's), safe mode, the
   strategy's runtime and current version, the account (latest snapshot, the session's first,
   the peak) and the limits in force.
 - ``book_read``: the positions of the mode, the order symbol's last ``ADV_SESSIONS`` daily
   bars and the last price of that symbol and of every symbol held, as one UNION ALL.
-- ``last_prices``, ``daily_bars``, ``positions_of``, ``account_read``: the same reads one by
-  one, for the trading loop and reconciliation.
+- ``daily_bars``, ``positions_of``, ``account_read``: the same reads one by one, for the
+  trading loop and reconciliation (``marketdata.prices.last_prices`` reads last prices).
 
 ``gateway_reads`` sends the kill-switch lock (shared, ``risk.selectors``) first, then
 ``GatewayReads`` and the book, in one query string: the reads' snapshots are taken after the
@@ -23,7 +23,7 @@ lock is granted, so an activation that is committing is waited for and then seen
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
@@ -31,21 +31,20 @@ from typing import Any
 
 from django.db import connection
 
+from common.db import prepared
+from common.db.columns import Columns
 from marketdata.domain import Timeframe
 from marketdata.models import Bar, Instrument
-from quant.db import prepared
-from quant.db.columns import Columns
-from quant.models import Strategy, StrategyVersion
+from marketdata.prices import LAST_BAR, NewestClose, last_bars_select
+from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, StrategyLimits
+from quant.risk.values import KillSwitchView
 from quant.strategies.config import RiskOverrides
-from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, StrategyLimits
+from research.models import Strategy, StrategyVersion
 from risk.models import GLOBAL, KillSwitchState, RiskLimitSet, StrategyRiskLimit
 from risk.selectors import kill_switch_lock_statement
-from risk.values import KillSwitchView
 from trading.models import AccountSnapshot, Position, SafeMode, StrategyRuntime
 
 ADV_SESSIONS = 20
-TIMEFRAMES = sorted(t.value for t in Timeframe)  # by name: the tie-break of last prices
-LAST_BAR = Columns(Bar, "ts", "close")
 DAILY_BAR = Columns(Bar, "close", "volume")
 POSITION = Columns(
     Position, "id", "strategy", "mode", "symbol", "quantity", "avg_price", "realized_pnl"
@@ -57,66 +56,6 @@ Daily = list[tuple[Decimal, Decimal]]
 
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
-
-
-# --- last prices ------------------------------------------------------------------------------
-
-
-def _last_bars_select(where: str) -> str:
-    """Per instrument matching ``where`` (on ``i``) and per timeframe: the newest bar's ts and
-    close, each an index lookup on (instrument, timeframe, ts) however many bars are stored.
-    Columns: symbol, timeframe, ts, close."""
-    instrument = _q(Instrument._meta.db_table)
-    timeframes = " UNION ALL ".join(f"SELECT '{tf}' AS tf" for tf in TIMEFRAMES)
-    newest = (
-        f"FROM {LAST_BAR.table} b WHERE {LAST_BAR.column('instrument', 'b')} = i.{_q('id')} "
-        f"AND {LAST_BAR.column('timeframe', 'b')} = t.tf "
-        f"ORDER BY {LAST_BAR.column('ts', 'b')} DESC LIMIT 1"
-    )
-    symbol, ts, close = _q("symbol"), _q("ts"), _q("close")
-    return (
-        f"SELECT i.{symbol} AS {symbol}, t.tf AS tf, "
-        f"(SELECT {LAST_BAR.column('ts', 'b')} {newest}) AS {ts}, "
-        f"(SELECT {LAST_BAR.column('close', 'b')} {newest}) AS {close} "
-        f"FROM {instrument} i CROSS JOIN ({timeframes}) t WHERE {where}"
-    )
-
-
-class _Newest:
-    """Folds (symbol, timeframe, ts, close) rows into the newest close per symbol (ties: the
-    first timeframe by name)."""
-
-    def __init__(self) -> None:
-        self._best: dict[str, tuple[datetime, str, Decimal]] = {}
-
-    def add(self, symbol: str, timeframe: str, ts: Any, close: Any) -> None:
-        if ts is None:
-            return
-        ts, close = LAST_BAR.values((ts, close))
-        best = self._best.get(symbol)
-        if best is None or ts > best[0] or (ts == best[0] and timeframe < best[1]):
-            self._best[symbol] = (ts, timeframe, close)
-
-    def prices(self) -> dict[str, Decimal]:
-        return {symbol: close for symbol, (_, _, close) in self._best.items()}
-
-
-@functools.cache
-def _last_prices_sql(vendor: str, symbols: int) -> str:
-    return _last_bars_select(f"i.{_q('symbol')} IN ({', '.join(['%s'] * symbols)})")
-
-
-def last_prices(symbols: Iterable[str]) -> dict[str, Decimal]:
-    """The newest close per symbol over every timeframe (ties: the first timeframe by name)."""
-    wanted = sorted(set(symbols))
-    if not wanted:
-        return {}
-    newest = _Newest()
-    with connection.cursor() as cursor:
-        prepared.execute(cursor, _last_prices_sql(connection.vendor, len(wanted)), wanted)
-        for row in cursor.fetchall():
-            newest.add(*row)
-    return newest.prices()
 
 
 # --- daily bars and positions -----------------------------------------------------------------
@@ -190,7 +129,7 @@ def _book_sql(vendor: str) -> str:
         f"SELECT {p['symbol']} FROM {POSITION.table} "
         f"WHERE {p['mode']} = %s AND {p['quantity']} <> 0"
     )
-    last = _last_bars_select(f"(i.{_q('symbol')} = %s OR i.{_q('symbol')} IN ({held}))")
+    last = last_bars_select(f"(i.{_q('symbol')} = %s OR i.{_q('symbol')} IN ({held}))")
     return (
         f"SELECT 'p', {p['id']}, {p['strategy']}, {p['mode']}, {p['symbol']}, {text}, "
         f"{p['quantity']}, {p['avg_price']}, {p['realized_pnl']}, {ts} "
@@ -210,7 +149,7 @@ def book_statement(mode: str, symbol: str, now: datetime) -> Statement:
 def book_from_rows(rows: Sequence[Sequence[Any]]) -> Book:
     positions: list[Position] = []
     daily: Daily = []
-    newest = _Newest()
+    newest = NewestClose()
     for kind, pk, strategy_id, row_mode, row_symbol, timeframe, n1, n2, n3, ts in rows:
         if kind == "p":
             positions.append(POSITION.instance((pk, strategy_id, row_mode, row_symbol, n1, n2, n3)))

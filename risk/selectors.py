@@ -11,10 +11,12 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from quant.core.errors import NotFoundError
-from quant.db.locks import advisory_lock_statement, advisory_xact_lock
-from quant.models import Strategy, StrategyMode
-from risk.limits import RiskLimits, StrategyLimits, effective_limits
+from common.db.locks import advisory_lock_statement, advisory_xact_lock
+from quant.errors import NotFoundError
+from quant.risk.limits import RiskLimits, StrategyLimits, effective_limits
+from quant.risk.state import MODES_ALLOWED, TRADING_MODES, TradingState
+from quant.risk.values import KillSwitchView
+from research.models import Strategy, StrategyMode
 from risk.models import (
     GLOBAL,
     AdminCode,
@@ -24,8 +26,6 @@ from risk.models import (
     RiskLimitSet,
     StrategyRiskLimit,
 )
-from risk.state import MODES_ALLOWED, TRADING_MODES, TradingState
-from risk.values import KillSwitchView
 
 
 def limits_current() -> RiskLimits:

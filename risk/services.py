@@ -20,13 +20,20 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from quant.approvals import four_eyes
-from quant.core.errors import ConflictError, PermissionDeniedError, ValidationError
-from quant.models import Strategy
+from monitoring.services import alert_raise_safely
+from quant.errors import ConflictError, PermissionDeniedError, ValidationError
+from quant.risk.health import CircuitBreaker, DrawdownReading, EquityPoint
+from quant.risk.limits import (
+    PLATFORM_FIELDS,
+    STRATEGY_FIELDS,
+    RiskLimits,
+    StrategyLimits,
+    limit_value,
+)
 from quant.strategies.registry import did_you_mean
+from research.models import Strategy
 from risk import selectors
-from risk.health import CircuitBreaker, DrawdownReading, EquityPoint
-from risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, StrategyLimits, limit_value
+from risk.approvals import four_eyes
 from risk.models import (
     GLOBAL,
     AdminCode,
@@ -280,19 +287,10 @@ def _after_activation(state_pk: int, *, repeat: bool) -> None:
 def _alert(
     message: str, state: KillSwitchState, details: dict[str, Any], key_suffix: str = ""
 ) -> None:
-    from monitoring.services import alert_raise
-
     key = f"kill-switch:{GLOBAL if state.scope == GLOBAL else state.strategy_id}{key_suffix}"
-    try:
-        alert_raise(
-            severity="critical",
-            source="risk.kill_switch",
-            message=message,
-            key=key,
-            details=details,
-        )
-    except Exception:
-        log.exception("risk.kill_switch.alert_failed", scope=state.label)
+    alert_raise_safely(
+        severity="critical", source="risk.kill_switch", message=message, key=key, details=details
+    )
 
 
 def killswitch_deactivate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from quant.dashboard import NORMAL_MS, Fragment, dashboard_view, render_page
+from common.dashboard import NORMAL_MS, Fragment, dashboard_view, render_page
 from risk import pages
 
 FRAGMENTS = {

@@ -22,12 +22,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from quant.admin import action_form_response
-from quant.admin_base import ReadOnlyAdmin as BaseReadOnlyAdmin
-from quant.admin_base import ReadOnlyInline
-from quant.core.errors import ApplicationError
+from common.admin import ReadOnlyAdmin as BaseReadOnlyAdmin
+from common.admin import ReadOnlyInline, action_form_response
+from quant.errors import ApplicationError
+from quant.orders.fsm import OrderStatus
 from trading.brokers import broker_for_mode
-from trading.core.fsm import OrderStatus
 from trading.models import (
     AccountSnapshot,
     Fill,

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
-from quant.api import (
+from common.api import (
     COUNT_CAP,
     MAX_ID,
     Data,
@@ -23,14 +23,15 @@ from quant.api import (
     paginate,
     responses,
 )
-from quant.api_routers import acting_user
-from quant.auth import Role, require_role
-from quant.core.errors import ApplicationError
+from common.auth import Role, acting_user, require_role
+from quant.errors import ApplicationError
+from quant.orders.fsm import OrderStatus
 from trading import selectors
-from trading.core.fsm import OrderStatus
+from trading.metrics import metrics_summary
 from trading.models import Order, Position
 
 positions_router = Router(tags=["positions"])
+metrics_router = Router(tags=["metrics"])
 orders_router = Router(tags=["orders"])
 
 Mode = Literal["paper", "live"]
@@ -276,7 +277,7 @@ def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
     """A manual order through the risk gateway (operator). A strategy trades only in a mode it
     was promoted to: otherwise 409 ``gate_closed`` and nothing is stored. A rejection by the
     gateway answers 422 ``risk_rejected`` with its reason verbatim; the order stays on record."""
-    from quant.selectors import strategy_by_id
+    from research.selectors import strategy_by_id
     from trading.models import OrderSource
     from trading.services.submit import order_submit
 
@@ -301,3 +302,96 @@ def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
             details={"order_id": order.pk, "client_order_id": order.client_order_id},
         )
     return Status(201, {"data": order_detail_out(selectors.order_get(order_id=order.pk))})
+
+
+# --- /v1/metrics ------------------------------------------------------------------------
+
+
+class CurvePoint(Out):
+    ts: datetime
+    value: str
+
+
+class StrategyMetricsOut(Out):
+    strategy_id: int
+    name: str
+    fills: int
+    closing_fills: int
+    win_rate: str | None
+    traded_notional: str
+    commission: str
+    realized_pnl: str
+
+
+class MetricsSummaryOut(Out):
+    period: str
+    mode: str
+    bucket: str = Field(description="resolution of the curves: 1Min, 1Hour or 1Day")
+    start: datetime | None
+    end: datetime
+    start_equity: str | None
+    end_equity: str | None
+    total_pnl: str | None
+    return_pct: str | None
+    realized_pnl: str
+    commission: str
+    sharpe: str | None
+    sortino: str | None
+    max_drawdown_pct: str
+    win_rate: str | None
+    turnover: str
+    traded_notional: str
+    fills: int
+    closing_fills: int
+    equity_curve: list[CurvePoint]
+    drawdown_curve: list[CurvePoint]
+    strategies: list[StrategyMetricsOut]
+
+
+class MetricsParams(Schema):
+    period: Literal["1d", "1w", "1m", "3m", "1y", "all"] = "1m"
+    mode: Literal["paper", "live"] = "paper"
+
+
+def metrics_out(summary: dict[str, Any]) -> dict[str, Any]:
+    money = (
+        "start_equity",
+        "end_equity",
+        "total_pnl",
+        "return_pct",
+        "realized_pnl",
+        "commission",
+        "sharpe",
+        "sortino",
+        "max_drawdown_pct",
+        "win_rate",
+        "turnover",
+        "traded_notional",
+    )
+    out = {**summary, **{k: decimal_text(summary[k]) for k in money}}
+    out["equity_curve"] = [{"ts": t, "value": decimal_text(v)} for t, v in summary["equity_curve"]]
+    out["drawdown_curve"] = [
+        {"ts": t, "value": decimal_text(v)} for t, v in summary["drawdown_curve"]
+    ]
+    out["strategies"] = [
+        {
+            "strategy_id": s.strategy_id,
+            "name": s.name,
+            "fills": s.fills,
+            "closing_fills": s.closing_fills,
+            "win_rate": decimal_text(s.win_rate),
+            "traded_notional": decimal_text(s.traded_notional),
+            "commission": decimal_text(s.commission),
+            "realized_pnl": decimal_text(s.realized_pnl),
+        }
+        for s in summary["strategies"]
+    ]
+    return out
+
+
+@metrics_router.get("/summary", response=responses(200, Data(MetricsSummaryOut), 422))
+def summary(request: HttpRequest, params: Query[MetricsParams]) -> dict[str, Any]:
+    """P&L, Sharpe, Sortino, drawdown, win rate and turnover of paper or live trading over
+    the period, across strategies (and per strategy), with the equity and drawdown curves."""
+    require_role(request, Role.VIEWER)
+    return {"data": metrics_out(metrics_summary(period=params.period, mode=params.mode))}

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import models
 from django.db.models import F, Q
 
-from trading.core.fsm import OPEN_STATUSES, OrderEventType, OrderStatus
+from quant.orders.fsm import OPEN_STATUSES, OrderEventType, OrderStatus
 
 
 def _decimal(**options: Any) -> Any:

@@ -8,9 +8,10 @@ from typing import Any
 
 from django.db.models import Sum
 
-from monitoring.metrics import metrics_summary
-from quant.models import Strategy
+from quant.risk.state import MODES_ALLOWED
+from research.models import Strategy
 from trading import selectors
+from trading.metrics import metrics_summary
 from trading.models import AccountSnapshot, Order, Position, SafeMode, TradingMode
 from trading.selectors import PositionValue
 
@@ -81,3 +82,15 @@ def modes_in_use() -> list[str]:
     used = set(AccountSnapshot.objects.values_list("mode", flat=True).distinct())
     used |= set(Position.objects.values_list("mode", flat=True).distinct())
     return [m for m in TradingMode.values if m in used] or [TradingMode.PAPER.value]
+
+
+def manual_order_choices() -> dict[str, Any]:
+    """The strategies the manual order form offers: those the mode gate lets trade."""
+    tradable = [mode for mode, allowed in MODES_ALLOWED.items() if allowed]
+    return {
+        "order_strategies": list(
+            Strategy.objects.filter(is_active=True, mode__in=tradable)
+            .order_by("name")
+            .values("pk", "name", "mode", "symbols")
+        ),
+    }

@@ -1,6 +1,6 @@
 """The trading app's answer to a kill-switch activation: cancel, halt, optionally flatten.
 
-Connected in ``TradingConfig.ready``. Halting needs no action here: the trading loop and the
+Connected by the shell (``config.wiring``). Halting needs no action here: the trading loop and the
 risk gateway read the persisted kill-switch state before every strategy tick and order.
 """
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import structlog
 
+from trading.brokers import broker_for_mode
+from trading.services.submit import orders_cancel_open, positions_flatten
+
 log = structlog.get_logger(__name__)
 
 
 def on_kill_switch_activated(sender: Any, *, state: Any, flatten: bool = False, **_: Any) -> None:
-    from trading.brokers import broker_for_mode
-    from trading.services.submit import orders_cancel_open, positions_flatten
-
     strategy_id = None if state.scope == "global" else _strategy_id(state)
     reason = f"kill switch: {state.reason}"
     cancelled = orders_cancel_open(

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
-from quant.core.errors import NotFoundError
+from quant.errors import NotFoundError
 from trading.models import Fill, Order, Position
 
 
@@ -66,7 +66,7 @@ class PositionValue:
 
 def positions_valued(positions: Iterable[Position]) -> list[PositionValue]:
     """The positions with their newest closes, read in one statement for all symbols."""
-    from risk.reads import last_prices
+    from marketdata.prices import last_prices
 
     rows = list(positions)
     prices = last_prices(p.symbol for p in rows)

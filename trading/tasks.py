@@ -7,8 +7,8 @@ from typing import Any
 from celery import shared_task
 from django.db.models import Q
 
-from quant.models import Strategy, StrategyMode
-from trading.core.fsm import OPEN_STATUSES
+from quant.orders.fsm import OPEN_STATUSES
+from research.models import Strategy, StrategyMode
 from trading.models import Order, Position
 
 
@@ -69,6 +69,6 @@ def reconcile_all() -> list[dict[str, Any]]:
 
 
 def _clock() -> Any:
-    from quant.core.clock import SystemClock
+    from quant.clock import SystemClock
 
     return SystemClock()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from monitoring import pages as overview_pages
-from quant.dashboard import CRITICAL_MS, Fragment, dashboard_view, render_page
+from common.dashboard import CRITICAL_MS, Fragment, dashboard_view, render_page
 from trading import pages
 
 FRAGMENTS = {
@@ -29,5 +28,5 @@ FRAGMENTS = {
 @dashboard_view
 def positions(request: HttpRequest) -> HttpResponse:
     return render_page(
-        request, "trading/positions.html", FRAGMENTS, overview_pages.manual_order_choices
+        request, "trading/positions.html", FRAGMENTS, pages.manual_order_choices
     )

@@ -1,7 +1,7 @@
 """What ``run_backtest`` and ``walk_forward`` share: the config, period, cost, report and
 ``--save``/``--async`` flags with their checks, and bars read from a CSV/Parquet file.
 
-Bad values raise ``CommandError`` naming the flag (``quant.management.options``).
+Bad values raise ``CommandError`` naming the flag (``common.options``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from backtests.engine import MarketData
+from common.options import day_option, decimal_option
 from marketdata.domain import Timeframe
-from quant.management.options import day_option, decimal_option
+from quant.backtest import MarketData
 from quant.strategies.config import StrategyConfig, config_load
 
 __all__ = [

@@ -7,6 +7,7 @@ from functools import cache
 import redis
 from django.conf import settings
 
+from common.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from marketdata.providers.base import (
     DataProvider,
     FinalProviderError,
@@ -15,9 +16,8 @@ from marketdata.providers.base import (
 )
 from marketdata.providers.resilient import FallbackProvider, RetryingProvider
 from marketdata.providers.synthetic import SyntheticProvider
-from quant.core.calendar import MarketCalendar
-from quant.core.errors import ValidationError
-from quant.core.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from quant.calendar import MarketCalendar
+from quant.errors import ValidationError
 
 PROVIDERS = ("synthetic", "alpaca", "polygon")
 

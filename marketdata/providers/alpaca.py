@@ -15,11 +15,11 @@ from alpaca.data.historical import StockHistoricalDataClient
 from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
+from common.ratelimit import LocalRateLimiter, RateLimiter
 from marketdata.domain import BarRecord, Quote, Timeframe, daily_ts
 from marketdata.providers.base import DataProvider, FinalProviderError, RetryableProviderError
 from marketdata.providers.http import LimitedAdapter, retry_after_seconds
-from quant.core.clock import ensure_utc
-from quant.core.ratelimit import LocalRateLimiter, RateLimiter
+from quant.clock import ensure_utc
 
 TIMEFRAMES = {
     Timeframe.MIN_1: TimeFrame(1, TimeFrameUnit.Minute),

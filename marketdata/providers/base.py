@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from marketdata.domain import BarRecord, Quote, Timeframe
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 
 
 class ProviderError(ApplicationError):

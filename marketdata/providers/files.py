@@ -22,9 +22,9 @@ from typing import Any
 
 from marketdata.domain import BarRecord, Timeframe, bar_problems, daily_ts
 from marketdata.providers.base import DataProvider
-from quant.core.calendar import day_start
-from quant.core.clock import ensure_utc
-from quant.core.errors import ValidationError
+from quant.calendar import day_start
+from quant.clock import ensure_utc
+from quant.errors import ValidationError
 
 ALIASES: dict[str, str] = {
     "timestamp": "timestamp",

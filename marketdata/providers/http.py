@@ -7,7 +7,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from quant.core.ratelimit import RateLimiter
+from common.ratelimit import RateLimiter
 
 
 class LimitedAdapter(HTTPAdapter):

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 
+from common.ratelimit import LocalRateLimiter, RateLimiter
 from marketdata.domain import BarRecord, Timeframe, daily_ts
 from marketdata.providers.base import DataProvider, FinalProviderError, RetryableProviderError
 from marketdata.providers.http import retry_after_seconds
-from quant.core.clock import ensure_utc
-from quant.core.ratelimit import LocalRateLimiter, RateLimiter
+from quant.clock import ensure_utc
 
 SPANS = {
     Timeframe.MIN_1: (1, "minute"),

@@ -18,8 +18,8 @@ from marketdata.providers.base import (
     ProviderError,
     RetryableProviderError,
 )
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import Clock, SystemClock
+from quant.calendar import MarketCalendar
+from quant.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ import pandas as pd
 
 from marketdata.domain import BarRecord, Quote, Timeframe
 from marketdata.providers.base import DataProvider
-from quant.core.calendar import MarketCalendar, day_start
-from quant.core.clock import Clock, SystemClock, ensure_utc
+from quant.calendar import MarketCalendar, day_start
+from quant.clock import Clock, SystemClock, ensure_utc
 
 EPOCH = date(2005, 1, 3)
 DAILY_VOL = 0.018

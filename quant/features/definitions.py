@@ -49,7 +49,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features import indicators as ind
 from quant.strategies.base import FloatArray
 from quant.strategies.registry import did_you_mean

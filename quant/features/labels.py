@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features.definitions import pydantic_problems
 
 

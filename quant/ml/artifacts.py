@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from quant.core.errors import NotFoundError, ValidationError
+from quant.errors import NotFoundError, ValidationError
 from quant.ml.base import TradingModel, model_class
 
 BUNDLE_FORMAT = "quant-model-bundle"
@@ -139,8 +138,8 @@ def file_hash(data: bytes) -> str:
 
 
 def load_bundle(name_or_path: str | Path, *, sha256: str | None = None) -> ModelBundle:
-    """Read a bundle from a file path, or else from Django's default storage by name (only
-    when Django is configured), and verify it."""
+    """Read a bundle from a file path, or else by name from the installed store (Django's
+    default storage in the platform), and verify it."""
     data, source = read_bundle_bytes(name_or_path)
     return ModelBundle.from_bytes(data, source=source, sha256=sha256)
 
@@ -156,7 +155,7 @@ def read_bundle_bytes(name_or_path: str | Path) -> tuple[bytes, str]:
     name = str(name_or_path)
     # storage names are relative and stay inside the storage: a path that is neither a file
     # nor such a name is simply not found
-    storage = None if path.is_absolute() or ".." in path.parts else _django_storage()
+    storage = None if path.is_absolute() or ".." in path.parts else _store
     if storage is not None and storage.exists(name):
         with storage.open(name, "rb") as handle:
             return handle.read(), f"storage:{name}"
@@ -164,18 +163,22 @@ def read_bundle_bytes(name_or_path: str | Path) -> tuple[bytes, str]:
     raise NotFoundError(f"model bundle {name!r}: {where}")
 
 
-def _django_storage() -> Any:
-    """Django's default storage when settings are configured, else None (strategies run
-    without Django in plain scripts and the engine's own tests)."""
-    try:
-        from django.conf import settings
+class BundleStore(Protocol):
+    """Where trained bundles are kept by name (Django's default storage, in the platform)."""
 
-        if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
-            return None
-        from django.core.files.storage import default_storage
-    except ImportError:
-        return None
-    return default_storage
+    def exists(self, name: str) -> bool: ...
+
+    def open(self, name: str, mode: str = "rb") -> Any: ...
+
+
+_store: BundleStore | None = None
+
+
+def bundle_store_install(store: BundleStore | None) -> None:
+    """Name the store that ``load_bundle`` reads names from (the research app installs
+    Django's default storage at start-up; plain scripts and the core's tests have none)."""
+    global _store
+    _store = store
 
 
 def _payload_hash(payload: Any) -> str:

@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.strategies.registry import did_you_mean
 
 LABEL = "label"

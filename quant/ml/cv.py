@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 
 IntArray = npt.NDArray[np.intp]
 

@@ -14,7 +14,7 @@ import lightgbm as lgb
 import numpy as np
 from pydantic import Field
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.ml.base import FloatArray, IntArray, ModelParams, TradingModel
 
 

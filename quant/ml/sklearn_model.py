@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.ml.base import FloatArray, IntArray, ModelParams, TradingModel
 
 

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.strategies.base import Sizing, SizingMode, Strategy
 from quant.strategies.registry import did_you_mean, strategy_class
 

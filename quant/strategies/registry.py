@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable
 from typing import TypeVar
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.strategies.base import Strategy
 
 S = TypeVar("S", bound=type[Strategy])

@@ -10,10 +10,9 @@ import yaml
 
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
-from quant.approvals import strategy_review_builtin
-from quant.models import StrategyVersion
-from quant.services import strategy_version_ensure
 from quant.strategies.config import StrategyConfig, config_validate
+from research.models import StrategyVersion
+from research.services import strategy_review_builtin, strategy_version_ensure
 from tests.support.fixtures import make_bars
 
 START = datetime(2022, 1, 3, tzinfo=UTC)

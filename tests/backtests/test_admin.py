@@ -8,10 +8,10 @@ import pytest
 from django.test import Client
 
 from backtests import services
-from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
 from backtests.tasks import run_backtest
-from quant.models import StrategyVersion
+from quant.backtest import BacktestConfig
+from research.models import StrategyVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from quant.models import StrategyVersion
+from research.models import StrategyVersion
 from tests.support.api import client_for, make_user
 
 pytestmark = pytest.mark.django_db
@@ -56,8 +56,8 @@ def test_walk_forward_start_poll_and_read(
 def test_model_training_start_poll_and_read(
     eager: Any, operator: Client, settings: Any, tmp_path: Path
 ) -> None:
-    from quant.feature_store import feature_set_ensure
     from quant.features.definitions import feature_set_validate
+    from research.feature_store import feature_set_ensure
     from tests.quant.ml.support import FAST_LGBM, FEATURES, START, ingest_bars
 
     settings.MEDIA_ROOT = tmp_path / "media"

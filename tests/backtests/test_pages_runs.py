@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 
 from backtests import services
-from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
-from quant.models import StrategyVersion
+from quant.backtest import BacktestConfig
+from research.models import StrategyVersion
 from tests.support.dashboard import page
 
 pytestmark = pytest.mark.django_db

@@ -9,10 +9,10 @@ import pytest
 from django.test import Client
 
 from backtests import walkforward_services
-from backtests.engine import BacktestConfig
-from backtests.engine.walkforward import WalkForwardConfig
 from backtests.models import RunStatus, WalkForwardRun
-from quant.models import StrategyVersion
+from quant.backtest import BacktestConfig
+from quant.backtest.walkforward import WalkForwardConfig
+from research.models import StrategyVersion
 from tests.support.dashboard import page
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
-from quant.models import Strategy
+from research.models import Strategy
 from tests.backtests.conftest import ROOT, reviewed
 
 SMA = str(ROOT / "configs" / "strategies" / "sma_crossover.yaml")
@@ -41,7 +41,7 @@ def run(*args: str) -> str:
 def csv_file(tmp_path: Path) -> Path:
     if GOLDEN_CSV.exists():
         return GOLDEN_CSV
-    from backtests.engine.sample import random_walk_bars
+    from quant.backtest.sample import random_walk_bars
 
     path = tmp_path / "spy.csv"
     random_walk_bars(300, seed=3, start="2021-01-04").reset_index().rename(
@@ -110,8 +110,8 @@ def test_database_run_without_save_stores_nothing(stored_bars: dict[str, int]) -
 @pytest.fixture
 def reviewed_sma(db: None) -> None:
     """The shipped sma_crossover config stored and past its review (gate 1)."""
-    from quant.services import strategy_version_ensure
     from quant.strategies.config import config_load
+    from research.services import strategy_version_ensure
 
     version, _ = strategy_version_ensure(config=config_load(Path(SMA)), source="file")
     reviewed(version)

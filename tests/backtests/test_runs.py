@@ -12,14 +12,14 @@ import pytest
 from django.test import Client
 
 from backtests import services
-from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, BacktestTrade, RunStatus
 from backtests.tasks import run_backtest
-from quant.core.errors import ConflictError, ValidationError
-from quant.models import StrategyVersion
-from quant.services import strategy_version_ensure
+from quant.backtest import BacktestConfig
+from quant.errors import ConflictError, ValidationError
 from quant.strategies.base import PortfolioState, PriceBar, Signal, Strategy
 from quant.strategies.registry import _REGISTRY, register
+from research.models import StrategyVersion
+from research.services import strategy_version_ensure
 from tests.backtests.conftest import reviewed, sma_config
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +157,7 @@ def test_cancel_works_mid_run(
     stored_bars: dict[str, int], test_strategies: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(services, "PROGRESS_EVERY_S", 0.0)
-    monkeypatch.setattr("backtests.engine.engine.CHECKPOINT_BARS", 10)
+    monkeypatch.setattr("quant.backtest.engine.CHECKPOINT_BARS", 10)
     run = services.backtest_run_create(
         strategy_version=_version_of(_CancelMidRun.name), config=BacktestConfig()
     )

@@ -16,14 +16,6 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from backtests import walkforward_celery, walkforward_services
-from backtests.engine import BacktestConfig
-from backtests.engine.walkforward import (
-    Evaluation,
-    Job,
-    WalkForwardConfig,
-    WalkForwardEngine,
-    run_job,
-)
 from backtests.models import (
     RunStatus,
     WalkForwardEvaluation,
@@ -32,9 +24,17 @@ from backtests.models import (
     tag_non_finite,
 )
 from backtests.services import market_data_load
-from quant.core.errors import ConflictError, ValidationError
-from quant.models import StrategyVersion
-from quant.services import strategy_version_ensure
+from quant.backtest import BacktestConfig
+from quant.backtest.walkforward import (
+    Evaluation,
+    Job,
+    WalkForwardConfig,
+    WalkForwardEngine,
+    run_job,
+)
+from quant.errors import ConflictError, ValidationError
+from research.models import StrategyVersion
+from research.services import strategy_version_ensure
 from tests.backtests.conftest import sma_config
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from pytest_django.fixtures import Settings
 
 from backtests import walkforward_tasks
 from backtests.models import RunStatus, WalkForwardRun
-from quant.models import StrategyVersion
+from research.models import StrategyVersion
 from tests.backtests.conftest import ROOT
 
 SMA = str(ROOT / "configs" / "strategies" / "sma_crossover.yaml")

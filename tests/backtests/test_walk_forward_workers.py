@@ -1,6 +1,6 @@
 """A walk-forward run fanned out over two real Celery worker processes, Redis as the broker.
 
-The workers are separate ``celery -A quant worker`` processes on this test database; the test
+The workers are separate ``celery -A config worker`` processes on this test database; the test
 only sends the start message. Both workers take grid points, progress is visible while they run,
 and the gathered result is the one ``WalkForwardEngine`` computes in one process.
 """
@@ -15,13 +15,13 @@ import pytest
 from django.db import connections
 
 from backtests import walkforward_services
-from backtests.engine import BacktestConfig
-from backtests.engine.walkforward import WalkForwardConfig, WalkForwardEngine
 from backtests.models import RunStatus, WalkForwardRun
 from backtests.services import market_data_load
 from backtests.walkforward_tasks import wf_start
-from quant.celery import app
-from quant.models import StrategyVersion
+from config.celery import app
+from quant.backtest import BacktestConfig
+from quant.backtest.walkforward import WalkForwardConfig, WalkForwardEngine
+from research.models import StrategyVersion
 from tests.backtests.conftest import sma_config
 from tests.support.celery_workers import CeleryWorkers
 from tests.support.fixtures import current_database_url

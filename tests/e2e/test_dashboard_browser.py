@@ -16,7 +16,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from backtests.models import BacktestRun, RunStatus
 from monitoring.models import Alert
 from monitoring.services import alert_raise
-from quant.models import Strategy, StrategyVersion
+from research.models import Strategy, StrategyVersion
 from risk.models import KillSwitchState
 from tests.backtests.conftest import sma_version, stored_bars
 from tests.support.dashboard import PASSWORD, user_with_role

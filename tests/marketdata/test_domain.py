@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketdata.domain import BarRecord, Timeframe, _plainly_sound, bar_problems, validate_bars
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 
 TS = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 prices = st.one_of(

@@ -14,7 +14,7 @@ from marketdata.domain import Timeframe
 from marketdata.imports import bars_import_file
 from marketdata.models import Bar
 from marketdata.providers.files import FileProvider, FileRejected, read_bar_file
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 
 HEADER = "timestamp,open,high,low,close,volume,vwap,trade_count"
 GOOD_ROWS = [

@@ -17,8 +17,8 @@ from marketdata.models import Bar, IngestionJob, JobStatus
 from marketdata.providers.base import DataProvider, FinalProviderError
 from marketdata.providers.synthetic import SyntheticProvider
 from marketdata.storage import bars_upsert
-from quant.core.clock import ManualClock
-from quant.core.errors import ConflictError, ValidationError
+from quant.clock import ManualClock
+from quant.errors import ConflictError, ValidationError
 
 pytestmark = pytest.mark.django_db
 

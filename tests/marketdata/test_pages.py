@@ -14,7 +14,7 @@ from marketdata.demo import DEMO_INSTRUMENTS, demo_seed
 from marketdata.domain import Timeframe
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, JobStatus
 from marketdata.providers.synthetic import SyntheticProvider
-from quant.core.clock import ManualClock
+from quant.clock import ManualClock
 
 pytestmark = pytest.mark.django_db
 

@@ -15,10 +15,10 @@ from alpaca.data.models import BarSet
 from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 
+from common.ratelimit import LocalRateLimiter
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.providers.base import FinalProviderError, RetryableProviderError
 from marketdata.providers.resilient import RetryingProvider
-from quant.core.ratelimit import LocalRateLimiter
 from tests.support.alpaca_server import AlpacaServer
 from tests.support.fixtures import alpaca_provider, make_bars
 

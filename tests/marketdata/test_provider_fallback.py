@@ -10,8 +10,8 @@ import pytest
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.providers.base import DataProvider, FinalProviderError
 from marketdata.providers.resilient import FallbackProvider, RetryingProvider
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
 from tests.support.alpaca_server import AlpacaServer
 from tests.support.fixtures import alpaca_provider, make_bars, polygon_provider
 from tests.support.polygon_server import PolygonServer, to_millis

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from common.ratelimit import LocalRateLimiter
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.providers.base import FinalProviderError, RetryableProviderError
 from marketdata.providers.resilient import RetryingProvider
-from quant.core.ratelimit import LocalRateLimiter
 from tests.support.fixtures import make_bars, polygon_provider
 from tests.support.polygon_server import PolygonServer, to_millis
 

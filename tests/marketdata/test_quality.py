@@ -13,8 +13,8 @@ from marketdata.domain import Timeframe
 from marketdata.models import DataQualityReport
 from marketdata.providers.synthetic import SyntheticProvider
 from marketdata.quality import Finding, Row, check_bars, expected_bars
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
 
 CAL = MarketCalendar("XNYS")
 NOW = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)

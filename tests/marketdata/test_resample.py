@@ -15,9 +15,9 @@ from marketdata.models import Bar
 from marketdata.providers.synthetic import SyntheticProvider
 from marketdata.selectors import bars_resample, check_data_freshness
 from marketdata.timebucket import TimeBucket
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
-from quant.core.errors import NotFoundError, ValidationError
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
+from quant.errors import NotFoundError, ValidationError
 
 NOW = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)
 WEEK = (datetime(2024, 6, 24, tzinfo=UTC), datetime(2024, 6, 29, tzinfo=UTC))

@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from backtests.models import BacktestRun
 from marketdata.models import Bar
-from quant.models import FeatureSet, FeatureSetVersion, StrategyVersion
+from research.models import FeatureSet, FeatureSetVersion, StrategyVersion
 
 pytestmark = pytest.mark.django_db
 

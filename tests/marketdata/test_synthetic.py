@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from marketdata.domain import Timeframe, bar_problems, validate_bars
 from marketdata.providers.synthetic import SyntheticProvider
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
 
 NOW = datetime(2024, 7, 1, 21, 0, tzinfo=UTC)
 

@@ -63,7 +63,7 @@ def test_time_bucket_uses_time_bucket_on_timescale_and_date_bin_otherwise(
     query = Bar.objects.annotate(b=TimeBucket(timedelta(minutes=15), "ts")).values("b").query
     assert "date_bin(INTERVAL '900 seconds'" in str(query)
     monkeypatch.setattr(
-        "quant.db.backends.postgresql.base.DatabaseWrapper.timescale_enabled", True, raising=True
+        "common.db.backends.postgresql.base.DatabaseWrapper.timescale_enabled", True, raising=True
     )
     query = Bar.objects.annotate(b=TimeBucket(timedelta(minutes=15), "ts")).values("b").query
     assert "time_bucket(INTERVAL '900 seconds'" in str(query)

@@ -19,7 +19,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from monitoring import tasks
 from monitoring.models import Alert, AlertSeverity
 from monitoring.services import alert_acknowledge, alert_raise
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 
 pytestmark = pytest.mark.django_db
 
@@ -250,7 +250,7 @@ def test_the_database_refuses_inconsistent_rows() -> None:
 @pytest.fixture
 def broker_url(settings: SettingsWrapper) -> Iterator[Callable[[str], None]]:
     """Point the Celery app at another broker for one test."""
-    from quant.celery import app
+    from config.celery import app
 
     original = app.conf.broker_url
 

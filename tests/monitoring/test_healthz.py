@@ -81,7 +81,7 @@ def test_a_broken_database_answers_503(client: Client, monkeypatch: pytest.Monke
 
 
 def test_a_redis_broker_is_checked_for_real(redis_url: str) -> None:
-    from quant.celery import app
+    from config.celery import app
 
     with override_settings(CELERY_BROKER_URL=redis_url):
         app.conf.broker_url = redis_url

@@ -12,7 +12,7 @@ from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
 from monitoring.models import Alert
 from monitoring.services import alert_acknowledge, alert_raise
-from quant.models import Strategy
+from research.models import Strategy
 from risk.services import killswitch_activate
 from tests.support.dashboard import page, user_with_role
 from tests.support.fixtures import make_bars

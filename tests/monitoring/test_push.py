@@ -111,7 +111,7 @@ async def test_a_signed_in_websocket_receives_the_changed_topic() -> None:
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_the_routed_websocket_needs_a_session() -> None:
-    from quant.asgi import application
+    from config.asgi import application
 
     communicator = WebsocketCommunicator(
         application, "/ws/dashboard/", headers=[(b"origin", b"http://localhost")]

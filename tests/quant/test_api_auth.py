@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from quant.auth import ACCESS, REFRESH, principal_for, token_issue
+from common.auth import ACCESS, REFRESH, principal_for, token_issue
 from tests.support.api import PASSWORD, bearer, client_for, make_user
 
 pytestmark = pytest.mark.django_db

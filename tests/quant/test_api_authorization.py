@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from quant.api import api
+from config.api import api
 from tests.support.api import (
     ROLES,
     World,

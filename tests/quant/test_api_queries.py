@@ -29,7 +29,7 @@ def _more_rows() -> None:
     """Second strategies, runs, alerts and approvals so every list has many rows."""
     from backtests.models import BacktestRun
     from monitoring.services import alert_raise
-    from quant.approvals import approval_request
+    from risk.approvals import approval_request
     from tests.trading.factories import paper_strategy
 
     for i in range(30):

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from quant.wsgi import application
+from config.wsgi import application
 from tests.support.api import (
     bearer,
     make_user,

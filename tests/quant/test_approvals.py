@@ -11,12 +11,12 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backtests.engine import BacktestConfig
 from backtests.models import BacktestRun, RunStatus
 from backtests.services import backtest_run_create
-from quant import approvals
-from quant.core.errors import ConflictError, SelfApprovalError, ValidationError
-from quant.models import (
+from quant.backtest import BacktestConfig
+from quant.errors import ConflictError, SelfApprovalError, ValidationError
+from quant.strategies.config import config_validate
+from research.models import (
     ApprovalKind,
     ApprovalRequest,
     ModeChange,
@@ -24,8 +24,8 @@ from quant.models import (
     StrategyMode,
     StrategyVersion,
 )
-from quant.services import strategy_version_ensure
-from quant.strategies.config import config_validate
+from research.services import strategy_version_ensure
+from risk import approvals
 
 pytestmark = pytest.mark.django_db
 

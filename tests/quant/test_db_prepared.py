@@ -1,4 +1,4 @@
-"""``quant.db.prepared``: hand-written statements prepared once per PostgreSQL connection."""
+"""``common.db.prepared``: hand-written statements prepared once per PostgreSQL connection."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from quant.db import prepared
-from quant.db.prepared import _numbered, prepared_on_this_connection, statement_name
+from common.db import prepared
+from common.db.prepared import _numbered, prepared_on_this_connection, statement_name
 
 SQL = "SELECT %s::int + %s::int, %s::text"
 
@@ -147,7 +147,7 @@ def test_a_read_after_a_lock_in_the_same_string_sees_what_the_holder_committed(
 ) -> None:
     """READ COMMITTED takes each statement's snapshot when it starts: a read sent behind a lock
     in one string sees what the lock's holder committed while the read waited."""
-    from quant.db.locks import advisory_lock_statement, advisory_xact_lock
+    from common.db.locks import advisory_lock_statement, advisory_xact_lock
 
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS together; CREATE TABLE together (n int)")

@@ -17,7 +17,7 @@ SERVICES = COMPOSE["services"]
 
 def settings_env_vars() -> set[str]:
     """Every variable quant/settings.py reads through django-environ."""
-    source = (ROOT / "quant" / "settings.py").read_text()
+    source = (ROOT / "config" / "settings.py").read_text()
     return set(re.findall(r"env(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
 
 
@@ -78,21 +78,21 @@ def test_no_volume_hides_the_static_files_baked_into_the_image() -> None:
 def test_container_commands_name_modules_that_exist() -> None:
     from celery import Celery
 
-    import quant.asgi
-    import quant.celery
+    import config.asgi
+    import config.celery
 
-    assert SERVICES["web"]["command"][-1] == "quant.asgi:application"
-    assert callable(quant.asgi.application)
-    assert isinstance(quant.celery.app, Celery)
+    assert SERVICES["web"]["command"][-1] == "config.asgi:application"
+    assert callable(config.asgi.application)
+    assert isinstance(config.celery.app, Celery)
     for name in ("worker", "beat"):
         command = SERVICES[name]["command"]
-        assert command[:3] == ["celery", "-A", "quant"]
+        assert command[:3] == ["celery", "-A", "config"]
     scheduler = SERVICES["beat"]["command"][SERVICES["beat"]["command"].index("--scheduler") + 1]
     from django.conf import settings
 
     assert scheduler == settings.CELERY_BEAT_SCHEDULER
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "quant.asgi:application" in dockerfile and "-c requirements.lock" in dockerfile
+    assert "config.asgi:application" in dockerfile and "-c requirements.lock" in dockerfile
     for folder in re.findall(r"^COPY (\w+) \./", dockerfile, flags=re.MULTILINE):
         assert (ROOT / folder).is_dir(), f"Dockerfile copies a missing folder {folder}"
 
@@ -106,7 +106,7 @@ def test_env_example_documents_every_variable_the_settings_read() -> None:
     )
 
 
-def test_every_variable_is_in_the_readme_too() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_every_variable_is_in_the_operations_manual_too() -> None:
+    readme = (ROOT / "docs" / "operations.md").read_text()
     missing = {name for name in settings_env_vars() | RUNTIME_ONLY if f"`{name}`" not in readme}
     assert missing == set()

@@ -21,15 +21,15 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
-from quant.core.errors import NotFoundError
-from quant.feature_store import (
+from quant.errors import NotFoundError
+from quant.features.definitions import feature_set_load, feature_set_validate
+from research.feature_store import (
     feature_set_ensure,
     feature_set_version_get,
     feature_sets_load_directory,
     features_get,
 )
-from quant.features.definitions import feature_set_load, feature_set_validate
-from quant.models import FeatureCacheEntry, FeatureSet, FeatureSetVersion
+from research.models import FeatureCacheEntry, FeatureSet, FeatureSetVersion
 from tests.support.fixtures import make_bars
 
 pytestmark = pytest.mark.django_db

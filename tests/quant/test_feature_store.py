@@ -22,22 +22,22 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.selectors import bars_frame
 from marketdata.services import bars_ingest, instrument_ensure
-from quant.core.errors import NotFoundError, ValidationError
-from quant.feature_store import (
+from quant.errors import NotFoundError, ValidationError
+from quant.features.definitions import (
+    FeatureSetDefinition,
+    compute_features,
+    feature_set_validate,
+)
+from research.feature_store import (
     FeatureLoad,
     cache_counters,
     feature_set_ensure,
     features_get,
     features_load,
 )
-from quant.feature_store import bars as bars_module
-from quant.feature_store import cache as cache_module
-from quant.features.definitions import (
-    FeatureSetDefinition,
-    compute_features,
-    feature_set_validate,
-)
-from quant.models import FeatureCacheEntry, FeatureSetVersion
+from research.feature_store import bars as bars_module
+from research.feature_store import cache as cache_module
+from research.models import FeatureCacheEntry, FeatureSetVersion
 from tests.support.fixtures import make_bars
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""quant.http.ThreadedWsgi: HTTP requests reach the WSGI app intact and answers go back whole."""
+"""config.http.ThreadedWsgi: HTTP requests reach the WSGI app intact and answers go back whole."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quant.http import MAX_BODY_BYTES, ThreadedWsgi
+from config.http import MAX_BODY_BYTES, ThreadedWsgi
 
 
 def echo_app(environ: dict[str, Any], start_response: Any) -> Any:

@@ -14,11 +14,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from quant import services
-from quant.models import Strategy, StrategyVersion, VersionSource
-from quant.selectors import strategies_list, strategy_get, strategy_version_get
-from quant.services import strategies_load_directory, strategy_version_ensure
 from quant.strategies.config import config_load, config_validate
+from research import services
+from research.models import Strategy, StrategyVersion, VersionSource
+from research.selectors import strategies_list, strategy_get, strategy_version_get
+from research.services import strategies_load_directory, strategy_version_ensure
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ def run(env: dict[str, str], tmp_path: Path) -> list[str]:
         [sys.executable, "-c", REQUEST],
         env={
             **clean,
-            "DJANGO_SETTINGS_MODULE": "quant.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             "VAR_DIR": str(tmp_path),
             "ALLOWED_HOSTS": "testserver",
             **env,

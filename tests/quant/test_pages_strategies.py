@@ -6,10 +6,10 @@ import pytest
 from django.test import Client
 
 from backtests import services
-from backtests.engine import BacktestConfig
-from quant.approvals import approval_request
-from quant.models import ApprovalKind, Strategy, StrategyVersion
-from quant.services import strategy_version_ensure
+from quant.backtest import BacktestConfig
+from research.models import ApprovalKind, Strategy, StrategyVersion
+from research.services import strategy_version_ensure
+from risk.approvals import approval_request
 from tests.backtests.conftest import reviewed, sma_config, sma_version, stored_bars
 from tests.support.dashboard import page, user_with_role
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from quant.core.ratelimit import LocalRateLimiter, RedisRateLimiter
+from common.ratelimit import LocalRateLimiter, RedisRateLimiter
 
 
 class FakeTime:

@@ -20,7 +20,7 @@ def django_setup(env: dict[str, str], code: str = "") -> subprocess.CompletedPro
             "-c",
             f"import django; django.setup(); from django.conf import settings; {code}",
         ],
-        env={**clean, "DJANGO_SETTINGS_MODULE": "quant.settings", **env},
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -50,7 +50,7 @@ def test_production_env_is_read(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "quant.db.backends.postgresql",
+        "common.db.backends.postgresql",
         "redis://redis:6379/0",
         "['quant.example.com']",
         "False",

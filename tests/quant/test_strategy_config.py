@@ -9,7 +9,7 @@ import pytest
 import yaml
 from django.conf import settings
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.strategies.base import SizingMode
 from quant.strategies.config import config_load, config_validate
 from quant.strategies.registry import strategy_class, strategy_names

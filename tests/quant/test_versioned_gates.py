@@ -20,12 +20,12 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from backtests.engine import BacktestConfig
 from backtests.services import backtest_run_create
-from quant import approvals
-from quant.core.errors import ConflictError, GateClosedError
-from quant.models import ApprovalRequest, ModeChange, Strategy, StrategyVersion
-from quant.services import strategies_load_directory
+from quant.backtest import BacktestConfig
+from quant.errors import ConflictError, GateClosedError
+from research.models import ApprovalRequest, ModeChange, Strategy, StrategyVersion
+from research.services import strategies_load_directory, strategy_review_builtin
+from risk import approvals
 from tests.support.api import PASSWORD, client_for, make_user
 from tests.support.dashboard import signed_in
 from tests.trading.operator_support import InstantBroker, daily_prices, trading_strategy
@@ -125,7 +125,7 @@ def test_a_changed_yaml_file_does_the_same(tmp_path: Path) -> None:
     shutil.copy(SHIPPED, folder)
     strategies_load_directory(path=folder)
     strategy = Strategy.objects.get(name="sma_crossover")
-    approvals.strategy_review_builtin(strategy=strategy, note="test")
+    strategy_review_builtin(strategy=strategy, note="test")
     Strategy.objects.filter(pk=strategy.pk).update(mode="paper")
     data = yaml.safe_load((folder / "sma_crossover.yaml").read_text())
     data["params"]["fast"] = data["params"]["fast"] + 1

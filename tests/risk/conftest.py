@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from quant.models import Strategy
+from research.models import Strategy
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from risk.limits import RiskLimits
+from quant.risk.limits import RiskLimits
 from risk.models import (
     ChangeStatus,
     KillSwitchEvent,

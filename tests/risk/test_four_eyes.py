@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from quant import approvals
-from quant.core.errors import SelfApprovalError
-from quant.models import ApprovalRequest, Strategy
+from quant.errors import SelfApprovalError
+from research.models import ApprovalRequest, Strategy
+from risk import approvals
 from risk.models import RiskLimitChange
 from risk.services import limit_change_approve, limit_change_request
 from tests.support.api import client_for, make_user

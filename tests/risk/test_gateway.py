@@ -16,10 +16,11 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from quant.core.clock import ManualClock
-from quant.models import Strategy
+from quant.clock import ManualClock
+from quant.risk.limits import RiskLimits, StrategyLimits
+from quant.risk.values import KillSwitchView, RiskVerdict
+from research.models import Strategy
 from risk.gateway import market_view, order_risk_check
-from risk.limits import RiskLimits, StrategyLimits
 from risk.models import GLOBAL, KillSwitchState, RiskLimitSet, StrategyRiskLimit
 from risk.reads import (
     GatewayReads,
@@ -31,10 +32,9 @@ from risk.reads import (
 )
 from risk.selectors import killswitch_global
 from risk.services import killswitch_activate
-from risk.values import KillSwitchView
 from tests.trading.factories import account, flat_prices, paper_strategy
 from trading.models import AccountSnapshot, Order, Position, SafeMode, StrategyRuntime
-from trading.services.orders import RiskVerdict, order_create
+from trading.services.orders import order_create
 
 pytestmark = pytest.mark.django_db
 
@@ -181,7 +181,8 @@ def test_market_view_averages_the_last_twenty_sessions_up_to_now() -> None:
 
 
 def test_the_book_is_the_three_reads_in_one(strategy: Strategy) -> None:
-    from risk.reads import daily_bars, last_prices
+    from marketdata.prices import last_prices
+    from risk.reads import daily_bars
 
     flat_prices("GWC", price="12.345678", volume=777, days=25, end=NOW)
     flat_prices("GWD", price="50", days=3, end=NOW)  # held, but only flat: no price needed

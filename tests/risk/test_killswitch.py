@@ -14,9 +14,9 @@ from django.contrib.auth.hashers import check_password
 from django.db import IntegrityError, connections, transaction
 
 from monitoring.models import Alert
-from quant.core.errors import NotFoundError, PermissionDeniedError, ValidationError
-from quant.models import Strategy
-from risk.health import EquityPoint
+from quant.errors import NotFoundError, PermissionDeniedError, ValidationError
+from quant.risk.health import EquityPoint
+from research.models import Strategy
 from risk.models import (
     AdminCode,
     KillSwitchAction,

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from quant.models import Strategy
+from research.models import Strategy
 from risk.models import AdminCode, KillSwitchEvent, KillSwitchState
 from risk.services import admin_code_set, killswitch_activate
 from tests.support.fixtures import current_database_url

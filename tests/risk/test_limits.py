@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, transaction
 
-from quant.core.errors import (
+from quant.errors import (
     ConflictError,
     PermissionDeniedError,
     SelfApprovalError,
     ValidationError,
 )
-from quant.models import Strategy
-from quant.services import strategy_version_ensure
-from risk.limits import RiskLimits, StrategyLimits
+from quant.risk.limits import RiskLimits, StrategyLimits
+from research.models import Strategy
+from research.services import strategy_version_ensure
 from risk.models import ChangeStatus, RiskLimitChange, RiskLimitSet, StrategyRiskLimit
 from risk.selectors import (
     limit_changes_pending,

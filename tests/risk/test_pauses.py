@@ -11,17 +11,18 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
-from quant.core.errors import ConflictError
-from quant.models import Strategy
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
+from quant.errors import ConflictError
+from quant.risk.state import TradingLevel
+from quant.risk.values import RiskVerdict
+from research.models import Strategy
 from risk.gateway import order_risk_check, trading_state
-from risk.state import TradingLevel
 from tests.support.api import client_for, make_user
 from tests.support.dashboard import signed_in
 from tests.trading.factories import account, flat_prices, paper_strategy
 from trading.models import Order, StrategyPauseEvent, StrategyRuntime
-from trading.services.orders import RiskVerdict, order_create
+from trading.services.orders import order_create
 from trading.services.pauses import strategy_pause_lift
 
 pytestmark = pytest.mark.django_db

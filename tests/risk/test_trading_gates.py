@@ -19,9 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from quant.core.errors import ApplicationError
-from quant.models import Strategy
-from risk.state import mode_refusal
+from quant.errors import ApplicationError
+from quant.risk.state import mode_refusal
+from research.models import Strategy
 from tests.support.api import client_for, make_user
 from tests.support.dashboard import signed_in
 from tests.trading.operator_support import InstantBroker, daily_prices, trading_strategy

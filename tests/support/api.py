@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
-from quant.auth import Principal, Role, principal_for, token_issue
+from common.auth import Principal, Role, principal_for, token_issue
 
 ROLES = ("viewer", "operator", "admin")
 PASSWORD = "correct horse battery staple"

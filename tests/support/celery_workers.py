@@ -1,6 +1,6 @@
 """Real Celery worker processes over a Redis broker, for tests and benchmarks.
 
-``CeleryWorkers(database_url=..., broker_url=...)`` starts ``celery -A quant worker`` processes
+``CeleryWorkers(database_url=..., broker_url=...)`` starts ``celery -A config worker`` processes
 (one task at a time each, ``--pool=solo``, as ``make run`` starts its worker) on the given
 database and broker, waits until every one says it is ready, and stops them all on exit.
 Their output goes to a log file, shown when one dies or never becomes ready.
@@ -90,7 +90,7 @@ class CeleryWorkers:
                             "-m",
                             "celery",
                             "-A",
-                            "quant",
+                            "config",
                             "worker",
                             "--pool=solo",
                             "--loglevel=INFO",

@@ -1,6 +1,6 @@
 """Fixtures of the dashboard page tests: signed-in test clients of each role.
 
-Roles come from groups (``quant.auth``): ``operator`` and ``admin`` groups, or a superuser."""
+Roles come from groups (``common.auth``): ``operator`` and ``admin`` groups, or a superuser."""
 
 from __future__ import annotations
 

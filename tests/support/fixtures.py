@@ -25,7 +25,7 @@ from marketdata.domain import BarRecord, Timeframe
 from marketdata.providers.alpaca import AlpacaProvider
 from marketdata.providers.polygon import PolygonProvider
 from marketdata.providers.synthetic import SyntheticProvider
-from quant.core.clock import ManualClock, ensure_utc
+from quant.clock import ManualClock, ensure_utc
 from tests.support.alpaca_server import AlpacaServer
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.support.loopback import LoopbackServer

@@ -9,7 +9,7 @@ def database_ensure(url: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from quant.settings import _database
+    from config.settings import _database
 
     db = _database(url)
     with psycopg.connect(
@@ -36,7 +36,7 @@ def benchmark_django_setup(url: str, *, production: bool = False) -> str:
     import secrets
 
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quant.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     if production:
         os.environ["DEBUG"] = "false"

@@ -13,13 +13,14 @@ from typing import Any, Protocol
 import pytest
 from django.db import transaction
 
-from quant.core.clock import Clock, ManualClock
-from quant.models import Strategy
-from quant.services import strategy_version_ensure
+from quant.clock import Clock, ManualClock
+from quant.risk.values import RiskVerdict
+from research.models import Strategy
+from research.services import strategy_version_ensure
 from tests.backtests.conftest import sma_config
 from tests.trading.scripted_broker import ScriptedBroker
 from trading.models import Order
-from trading.services.orders import RiskGate, RiskVerdict, order_create
+from trading.services.orders import RiskGate, order_create
 
 START = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
 

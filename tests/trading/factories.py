@@ -13,10 +13,9 @@ from django.utils import timezone
 
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.services import bars_ingest
-from quant.approvals import strategy_review_builtin
-from quant.models import Strategy, StrategyMode
-from quant.services import strategy_version_ensure
 from quant.strategies.config import config_validate
+from research.models import Strategy, StrategyMode
+from research.services import strategy_review_builtin, strategy_version_ensure
 from trading.brokers.base import (
     BrokerAccount,
     BrokerClient,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from quant.core.clock import Clock, ManualClock
+from quant.clock import Clock, ManualClock
 from trading.brokers.base import (
     BrokerAccount,
     BrokerClient,

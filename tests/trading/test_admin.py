@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from backtests.models import BacktestRun, RunStatus
-from quant.models import (
+from research.models import (
     ApprovalKind,
     ApprovalRequest,
     ApprovalStatus,

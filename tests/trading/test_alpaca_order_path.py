@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from quant.models import Strategy
+from research.models import Strategy
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.trading.factories import account, flat_prices, paper_strategy
 from trading.brokers.alpaca import AlpacaBroker

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from quant.models import Strategy, StrategyMode
+from research.models import Strategy, StrategyMode
 from tests.trading.operator_support import InstantBroker, daily_prices, trading_strategy
 from trading.brokers import broker_override
 from trading.brokers.base import BrokerOrder, BrokerOrderStatus

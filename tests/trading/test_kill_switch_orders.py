@@ -162,5 +162,5 @@ def test_portfolio_health_warns_near_a_limit_and_alerts(broker: AcceptingBroker)
     broker.equity = Decimal("97500")  # 2.5% down on the day: 83% of the 3% daily limit
     reconcile(mode="paper", broker=broker)
 
-    alert = Alert.objects.get(source="trading.reconciliation", severity="warning")
+    alert = Alert.objects.get(source="risk.portfolio_health", severity="warning")
     assert "Portfolio health (paper) WARNING: Daily drawdown 2.50%" in alert.message

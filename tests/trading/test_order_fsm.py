@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.core.fsm import (
+from quant.orders.fsm import (
     OPEN_STATUSES,
     TRANSITIONS,
     InvalidTransition,
@@ -17,7 +17,7 @@ from trading.core.fsm import (
     OrderStatus,
     transition,
 )
-from trading.core.positions import PositionBook, fill_increment
+from quant.orders.positions import PositionBook, fill_increment
 
 D = Decimal
 S, E = OrderStatus, OrderEventType

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitoring.models import Alert
-from quant.core.clock import ManualClock
-from quant.models import Strategy
+from quant.clock import ManualClock
+from quant.orders.fsm import OrderStatus
+from research.models import Strategy
 from tests.trading.conftest import START, MakeOrder, approve_at, reject_with, rolled_back
 from tests.trading.scripted_broker import Fault, ScriptedBroker
 from trading.brokers.base import BrokerOrder, BrokerOrderStatus, RetryableBrokerError
-from trading.core.fsm import OrderStatus
 from trading.models import Order, OrderEvent, Position
 from trading.services import orders as order_service
 from trading.services.orders import (

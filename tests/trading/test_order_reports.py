@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitoring.models import Alert
-from quant.core.clock import ManualClock
-from quant.models import Strategy
+from quant.clock import ManualClock
+from quant.orders.fsm import OrderStatus
+from quant.orders.positions import PositionBook
+from research.models import Strategy
 from tests.trading.conftest import START, MakeOrder, rolled_back
 from tests.trading.scripted_broker import ScriptedBroker
 from trading.brokers.base import BrokerOrder, BrokerOrderStatus, OrderTicket
 from trading.brokers.sync import call
-from trading.core.fsm import OrderStatus
-from trading.core.positions import PositionBook
 from trading.models import Fill, Order, OrderEvent, Position
 from trading.services.orders import order_apply_report, order_create
 
@@ -320,7 +320,7 @@ def test_a_report_filling_more_than_the_order_is_refused(
 
 
 def test_a_report_of_another_order_is_a_conflict(make_order: MakeOrder, clock: ManualClock) -> None:
-    from quant.core.errors import ConflictError
+    from quant.errors import ConflictError
 
     order, other = make_order(), make_order()
 

@@ -10,16 +10,16 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 
-from backtests.engine import BacktestConfig
 from backtests.services import backtest_run_create, backtest_run_execute
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
-from quant import approvals
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
-from quant.models import Strategy
-from quant.services import strategy_version_ensure
+from quant.backtest import BacktestConfig
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
 from quant.strategies.config import config_validate
+from research.models import Strategy
+from research.services import strategy_version_ensure
+from risk import approvals
 from tests.support.fixtures import make_bars
 from trading.brokers import broker_override
 from trading.brokers.simulated import SimulatedBroker

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
-from backtests.engine import BacktestConfig, BacktestEngine, MarketData
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.services import bars_ingest
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import ManualClock
-from quant.models import Strategy
+from quant.backtest import BacktestConfig, BacktestEngine, MarketData
+from quant.calendar import MarketCalendar
+from quant.clock import ManualClock
+from research.models import Strategy
 from risk import services as risk_services
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.support.fixtures import make_bars

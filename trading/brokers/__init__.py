@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from quant.core.errors import ConfigurationError
+from quant.errors import ConfigurationError
 from trading.brokers.base import BrokerClient
 
 _cache: dict[str, BrokerClient] = {}

@@ -33,10 +33,10 @@ from alpaca.trading.requests import (
 )
 from django.conf import settings
 
+from common.ratelimit import LocalRateLimiter, RateLimiter
 from marketdata.providers import _limiter  # one "alpaca" budget per account, shared
 from marketdata.providers.http import LimitedAdapter, retry_after_seconds
-from quant.core.errors import ConfigurationError
-from quant.core.ratelimit import LocalRateLimiter, RateLimiter
+from quant.errors import ConfigurationError
 from trading.brokers.base import (
     BrokerAccount,
     BrokerCapabilities,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 
 
 class BrokerError(ApplicationError):

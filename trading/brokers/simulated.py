@@ -28,9 +28,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from backtests.engine.config import BacktestConfig
-from quant.core.clock import Clock, SystemClock
-from quant.core.errors import ConfigurationError, ValidationError
+from quant.backtest.config import BacktestConfig
+from quant.clock import Clock, SystemClock
+from quant.errors import ConfigurationError, ValidationError
 from trading.brokers.base import (
     BrokerAccount,
     BrokerCapabilities,

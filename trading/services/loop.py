@@ -21,12 +21,13 @@ from typing import Any
 import structlog
 from django.db import transaction
 
-from backtests.engine.simulator import entry_quantity
 from marketdata.models import Bar
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import Clock, SystemClock
-from quant.core.errors import GateClosedError
-from quant.models import Strategy, StrategyMode
+from monitoring.services import alert_raise_safely
+from quant.backtest.simulator import entry_quantity
+from quant.calendar import MarketCalendar
+from quant.clock import Clock, SystemClock
+from quant.errors import GateClosedError
+from quant.risk.state import TradingLevel
 from quant.strategies.base import (
     OrderIntent,
     PortfolioSnapshot,
@@ -35,9 +36,11 @@ from quant.strategies.base import (
     Signal,
     Target,
 )
-from risk.state import TradingLevel
+from research.models import Strategy, StrategyMode
+from trading.brokers import broker_for_mode
 from trading.brokers.base import BrokerClient
 from trading.models import AccountSnapshot, Position, StrategyRuntime
+from trading.ports import risk
 from trading.services.reconcile import reconcile, reconciled_in_process
 from trading.services.submit import open_orders, order_submit
 
@@ -103,13 +106,11 @@ def strategy_tick(
 
     Its trading state decides first (``risk.gateway.trading_state``): closed gate or kill
     switch, no tick; safe mode or a pause, exits only."""
-    from risk.gateway import trading_state
-
     clock = clock or SystemClock()
     now = clock.now()
     mode = mode or strategy.mode
     result = TickResult(strategy.name)
-    state = trading_state(strategy_id=strategy.pk, mode=mode, now=now)
+    state = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=now)
     halted = state.gate or state.kill_switch_refusal
     if halted is not None:
         result.skipped, result.code = halted.reason, halted.check
@@ -233,22 +234,14 @@ def _quantity(
 
 def _risk_cap(strategy: Strategy, mode: str, request: Any, close: float, now: datetime) -> Decimal:
     """The largest size the order-level limits allow (the gateway checks again anyway)."""
-    from risk.gateway import market_view, portfolio_view
-    from risk.rules import max_quantity
-    from risk.selectors import limits_effective_for
-
-    portfolio = portfolio_view(mode, request.symbol, now)
-    if portfolio is None:
-        return Decimal("0")
-    limits, _ = limits_effective_for(strategy=strategy)
-    market = market_view(request.symbol, now)
-    reference = _decimal(request.limit_price) or market.last_price or Decimal(str(close))
-    return max_quantity(
-        reference_price=reference,
+    return risk().entry_cap(
+        strategy=strategy,
+        mode=mode,
+        symbol=request.symbol,
+        limit_price=_decimal(request.limit_price),
+        fallback_price=Decimal(str(close)),
         stop_distance=_decimal(request.stop_distance),
-        portfolio=portfolio,
-        market=market,
-        limits=limits,
+        now=now,
     )
 
 
@@ -267,19 +260,17 @@ def _decimal(value: float | None) -> Decimal | None:
 def strategy_marks_update(*, strategy: Strategy, mode: str, now: datetime) -> None:
     """Keep the strategy's high water mark and session-opening equity current: the gateway's
     strategy drawdown and daily loss limits are measured from them."""
-    from risk.gateway import strategy_view
-    from risk.selectors import strategy_limits_for
-
     account = AccountSnapshot.objects.filter(mode=mode).order_by("-ts").first()
     if account is None:
         return
-    limits = strategy_limits_for(strategy=strategy)
-    view = strategy_view(strategy.pk, mode, account.equity, limits.max_allocation_pct, now)
+    equity = risk().strategy_equity(
+        strategy=strategy, mode=mode, account_equity=account.equity, now=now
+    )
     with transaction.atomic():
         runtime = StrategyRuntime.objects.select_for_update().get(strategy=strategy, mode=mode)
         if runtime.session_date != now.date() or runtime.session_start_equity is None:
-            runtime.session_date, runtime.session_start_equity = now.date(), view.equity
-        runtime.high_water_mark = max(runtime.high_water_mark or view.equity, view.equity)
+            runtime.session_date, runtime.session_start_equity = now.date(), equity
+        runtime.high_water_mark = max(runtime.high_water_mark or equity, equity)
         runtime.save(update_fields=["session_date", "session_start_equity", "high_water_mark"])
 
 
@@ -298,8 +289,6 @@ def _runtime_update(
 
 def trading_tick_all(*, clock: Clock | None = None) -> list[TickResult]:
     """Beat's entry: tick every active strategy in paper or live mode."""
-    from trading.brokers import broker_for_mode
-
     results = []
     strategies = Strategy.objects.filter(mode__in=TRADING_MODES, is_active=True).select_related(
         "current_version"
@@ -314,20 +303,11 @@ def trading_tick_all(*, clock: Clock | None = None) -> list[TickResult]:
             StrategyRuntime.objects.update_or_create(
                 strategy=strategy, mode=strategy.mode, defaults={"last_error": repr(error)[:2000]}
             )
-            _alert(strategy, error)
+            alert_raise_safely(
+                severity="warning",
+                source="trading.loop",
+                message=f"Strategy {strategy.name} tick failed: {type(error).__name__}: {error}",
+                key=f"trading.tick_failed.{strategy.pk}",
+            )
             results.append(TickResult(strategy.name, skipped=f"error: {error}"))
     return results
-
-
-def _alert(strategy: Strategy, error: Exception) -> None:
-    from monitoring.services import alert_raise
-
-    try:
-        alert_raise(
-            severity="warning",
-            source="trading.loop",
-            message=f"Strategy {strategy.name} tick failed: {type(error).__name__}: {error}",
-            key=f"trading.tick_failed.{strategy.pk}",
-        )
-    except Exception:
-        log.exception("alert.failed")

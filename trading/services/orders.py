@@ -18,7 +18,6 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,9 +26,13 @@ import structlog
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from quant.core.clock import Clock, SystemClock
-from quant.core.errors import ConflictError, ValidationError
-from quant.models import Strategy
+from monitoring.services import alert_raise_safely
+from quant.clock import Clock, SystemClock
+from quant.errors import ConflictError, ValidationError
+from quant.orders.fsm import InvalidTransition, OrderEventType, OrderStatus, transition
+from quant.orders.positions import PositionBook, closed_quantity, fill_increment
+from quant.risk.values import RiskVerdict
+from research.models import Strategy
 from trading.brokers.base import (
     BrokerClient,
     BrokerError,
@@ -41,8 +44,6 @@ from trading.brokers.base import (
     RetryableBrokerError,
 )
 from trading.brokers.sync import call
-from trading.core.fsm import InvalidTransition, OrderEventType, OrderStatus, transition
-from trading.core.positions import PositionBook, closed_quantity, fill_increment
 from trading.models import Fill, Order, OrderEvent, OrderSource, Position
 
 log = structlog.get_logger(__name__)
@@ -50,14 +51,6 @@ log = structlog.get_logger(__name__)
 SUBMIT_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.5
 E = OrderEventType
-
-
-@dataclass(frozen=True)
-class RiskVerdict:
-    approved: bool
-    reason: str = ""
-    check: str = ""
-    reference_price: Decimal | None = None
 
 
 RiskGate = Callable[[Order, Clock], RiskVerdict]
@@ -530,12 +523,7 @@ def order_cancel(
 
 
 def _alert(severity: str, message: str, *, key: str) -> None:
-    from monitoring.services import alert_raise
-
-    try:
-        alert_raise(severity=severity, source="trading.orders", message=message, key=key)
-    except Exception:  # alerts must never break the order path
-        log.exception("alert.failed", message=message)
+    alert_raise_safely(severity=severity, source="trading.orders", message=message, key=key)
 
 
 def _alert_on_commit(severity: str, message: str, *, key: str) -> None:

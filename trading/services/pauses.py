@@ -4,7 +4,7 @@ session (until the next session opens). A paused strategy may still reduce its p
 
 The risk gateway stores the pause in the transaction that rejects the order
 (``strategy_pause``); ``StrategyRuntime`` holds the current pause and ``StrategyPauseEvent``
-the history. The trading state (``risk.state``) reads it through ``pause_of``.
+the history. The trading state (``quant.risk.state``) reads it through ``pause_of``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
-from quant.core.calendar import MarketCalendar
-from quant.core.errors import ConflictError, ValidationError
-from quant.models import Strategy
-from risk.state import Pause
+from monitoring.services import alert_raise_safely
+from quant.calendar import MarketCalendar
+from quant.errors import ConflictError, ValidationError
+from quant.risk.state import Pause
+from research.models import Strategy
 from trading.models import PauseAction, StrategyPauseEvent, StrategyRuntime
 
 log = structlog.get_logger(__name__)
@@ -69,22 +70,14 @@ def strategy_pause(*, strategy_id: int, mode: str, check: str, reason: str, now:
 
 
 def _alert(strategy_id: int, mode: str, pause: Pause) -> None:
-    from monitoring.services import alert_raise
-
     name = Strategy.objects.filter(pk=strategy_id).values_list("name", flat=True).first()
-    try:
-        alert_raise(
-            severity="warning",
-            source="risk.pause",
-            message=f"Strategy {name} paused in {mode} mode {pause.lasts}: {pause.reason}",
-            key=f"strategy.paused.{strategy_id}.{mode}",
-            details={
-                "check": pause.check,
-                "until": pause.until.isoformat() if pause.until else None,
-            },
-        )
-    except Exception:  # an alert must never undo the pause
-        log.exception("alert.failed", strategy_id=strategy_id)
+    alert_raise_safely(
+        severity="warning",
+        source="risk.pause",
+        message=f"Strategy {name} paused in {mode} mode {pause.lasts}: {pause.reason}",
+        key=f"strategy.paused.{strategy_id}.{mode}",
+        details={"check": pause.check, "until": pause.until.isoformat() if pause.until else None},
+    )
 
 
 def strategy_pause_lift(

@@ -18,11 +18,13 @@ import structlog
 from django.db import transaction
 from django.db.models import Sum
 
-from quant.core.clock import Clock, SystemClock
+from monitoring.services import alert_raise_safely
+from quant.clock import Clock, SystemClock
+from quant.orders.fsm import OPEN_STATUSES
 from trading.brokers.base import BrokerClient, BrokerError
 from trading.brokers.sync import call
-from trading.core.fsm import OPEN_STATUSES
 from trading.models import AccountSnapshot, Order, Position, ReconciliationRun, SafeMode
+from trading.ports import risk
 from trading.services.orders import order_refresh
 
 log = structlog.get_logger(__name__)
@@ -87,9 +89,10 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
         run.error = f"{type(error).__name__}: {error.message}"
         run.finished_at = clock.now()
         run.save()
-        _alert(
-            "warning",
-            f"Reconciliation ({mode}) could not reach the broker: {error.message}",
+        alert_raise_safely(
+            source="trading.reconciliation",
+            severity="warning",
+            message=f"Reconciliation ({mode}) could not reach the broker: {error.message}",
             key=f"trading.reconcile_error.{mode}",
         )
         return run
@@ -98,46 +101,8 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
     run.save()
     _reconciled_here.add(mode)
     _safe_mode_update(mode=mode, run=run, now=clock.now())
-    circuit_breaker_check(mode=mode)
-    portfolio_health_check(mode=mode, now=clock.now())
+    risk().reconciled(mode=mode, now=clock.now())
     return run
-
-
-def portfolio_health_check(*, mode: str, now: datetime) -> str:
-    """Spec's post-trade monitoring: HEALTHY / WARNING / CRITICAL after each reconciliation;
-    anything but HEALTHY raises an alert of that severity (grouped while it lasts)."""
-    from risk.gateway import portfolio_view
-    from risk.health import HealthStatus, check_portfolio_health
-    from risk.selectors import limits_current
-
-    portfolio = portfolio_view(mode, "", now)
-    if portfolio is None:
-        return HealthStatus.HEALTHY.value
-    report = check_portfolio_health(portfolio, limits_current())
-    if report.status is not HealthStatus.HEALTHY:
-        _alert(
-            report.status.value,
-            f"Portfolio health ({mode}) {report.status.value.upper()}: "
-            + "; ".join(report.reasons),
-            key=f"risk.portfolio_health.{mode}.{report.status.value}",
-        )
-    return report.status.value
-
-
-def circuit_breaker_check(*, mode: str) -> str | None:
-    """Spec: total drawdown above its limit activates the kill switch (daily drawdown halts
-    entries in the gateway itself). Runs on the account snapshots; returns the reason."""
-    from risk.health import EquityPoint
-    from risk.services import circuit_breaker_run
-
-    points = [
-        EquityPoint(ts, equity)
-        for ts, equity in AccountSnapshot.objects.filter(mode=mode)
-        .order_by("ts")
-        .values_list("ts", "equity")
-    ]
-    reading = circuit_breaker_run(equity_points=points)
-    return reading.reason if reading.kill else None
 
 
 def _compare(*, mode: str, broker: BrokerClient) -> list[dict[str, Any]]:
@@ -179,9 +144,10 @@ def _safe_mode_update(*, mode: str, run: ReconciliationRun, now: datetime) -> No
             state.active, state.reason, state.since = True, summary, now
             state.save()
             transaction.on_commit(
-                lambda: _alert(
-                    "critical",
-                    f"Reconciliation ({mode}) disagrees with the broker: {summary}. "
+                lambda: alert_raise_safely(
+                    source="trading.reconciliation",
+                    severity="critical",
+                    message=f"Reconciliation ({mode}) disagrees with the broker: {summary}. "
                     "Safe mode is on: no new entries until it matches again.",
                     key=f"trading.reconcile_mismatch.{mode}",
                 )
@@ -193,9 +159,10 @@ def _safe_mode_update(*, mode: str, run: ReconciliationRun, now: datetime) -> No
             state.active, state.reason, state.since = False, "", None
             state.save()
             transaction.on_commit(
-                lambda: _alert(
-                    "info",
-                    f"Reconciliation ({mode}) matches the broker again: safe mode is off.",
+                lambda: alert_raise_safely(
+                    source="trading.reconciliation",
+                    severity="info",
+                    message=f"Reconciliation ({mode}) matches the broker again: safe mode is off.",
                     key=f"trading.reconcile_resolved.{mode}",
                 )
             )
@@ -211,12 +178,3 @@ def _describe(problem: dict[str, Any]) -> str:
 
 def safe_mode_active(mode: str) -> SafeMode | None:
     return SafeMode.objects.filter(mode=mode, active=True).first()
-
-
-def _alert(severity: str, message: str, *, key: str) -> None:
-    from monitoring.services import alert_raise
-
-    try:
-        alert_raise(severity=severity, source="trading.reconciliation", message=message, key=key)
-    except Exception:
-        log.exception("alert.failed", message=message)

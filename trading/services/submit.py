@@ -9,12 +9,14 @@ from decimal import Decimal
 import structlog
 from django.db.models import Q
 
-from quant.core.clock import Clock, SystemClock
-from quant.core.errors import GateClosedError, ValidationError
-from quant.models import Strategy
+from quant.clock import Clock, SystemClock
+from quant.errors import GateClosedError, ValidationError
+from quant.orders.fsm import OPEN_STATUSES
+from research.models import Strategy
+from trading.brokers import broker_for_mode
 from trading.brokers.base import BrokerClient
-from trading.core.fsm import OPEN_STATUSES
 from trading.models import Order, OrderSource, Position, TradingMode
+from trading.ports import risk
 from trading.services.orders import order_cancel, order_create, order_place
 from trading.services.reconcile import reconcile, reconciled_in_process
 
@@ -43,20 +45,18 @@ def order_submit(
 ) -> Order:
     """Create, check and send one order; returns it in its state after the broker's answer.
 
-    First the mode gate (``risk.state``): a strategy trades only in a mode it was promoted
+    First the mode gate (``quant.risk.state``): a strategy trades only in a mode it was promoted
     to, and a refusal raises ``GateClosedError`` with nothing stored, for every caller alike
     (API, dashboard, admin, commands, the trading loop). The kill switch, safe mode, a pause
     and the limits are the gateway's: their rejection is stored with the order. The first
     order of a process reconciles with the broker first (warm restart: positions and open
     orders are brought up to date before anything new is sent).
     """
-    from risk.gateway import kill_switch_view, order_risk_check, trading_state
-
     clock = clock or SystemClock()
     mode = mode or default_mode(strategy)
     if mode not in TradingMode.values:
         raise ValidationError(f"mode: orders are placed in paper or live mode, not {mode!r}")
-    state = trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
+    state = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
     if state.gate is not None and source not in FLATTENING:  # flattening: the gateway decides
         log.info("order.gate_closed", strategy=strategy.name, mode=mode, reason=state.gate.reason)
         raise GateClosedError(
@@ -67,10 +67,7 @@ def order_submit(
                 "mode": mode,
             },
         )
-    if broker is None:
-        from trading.brokers import broker_for_mode
-
-        broker = broker_for_mode(mode)
+    broker = broker or broker_for_mode(mode)
     if not reconciled_in_process(mode):
         reconcile(mode=mode, broker=broker, clock=clock)
     symbol = symbol.upper()
@@ -93,10 +90,12 @@ def order_submit(
         reason=reason,
         clock=clock,
     )
-    order = order_place(order=order, broker=broker, risk=order_risk_check, clock=clock, sleep=sleep)
+    order = order_place(
+        order=order, broker=broker, risk=risk().check_order, clock=clock, sleep=sleep
+    )
     if order.is_open and source not in FLATTENING:
-        switch = kill_switch_view(strategy.pk, lock=False)
-        if switch.global_active or switch.strategy_active:
+        now = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
+        if now.kill_switch_refusal is not None:
             # Approved just before an activation committed: the activation's cancel sweep may
             # have run before the broker acknowledged it, so cancel it here as well.
             order = order_cancel(order=order, broker=broker, clock=clock, reason="kill switch")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from quant.admin_base import ReadOnlyAdmin, ReadOnlyInline
+from common.admin import ReadOnlyAdmin, ReadOnlyInline
 from trading.venue.models import VenueAccount, VenueFill, VenueOrder, VenuePosition
 
 

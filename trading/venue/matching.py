@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from backtests.engine.config import BacktestConfig
-from backtests.engine.results import price as engine_price
-from backtests.engine.simulator import ExecutionSimulator, WorkingOrder
+from quant.backtest.config import BacktestConfig
+from quant.backtest.results import price as engine_price
+from quant.backtest.simulator import ExecutionSimulator, WorkingOrder
 from quant.strategies.base import OrderIntent, OrderRequest, OrderType, PriceBar, Side
 
 ZERO = Decimal("0")

@@ -16,8 +16,8 @@ from django.db.models import QuerySet
 
 from marketdata.domain import Timeframe
 from marketdata.models import Bar
-from quant.core.calendar import MarketCalendar
-from quant.core.clock import Clock
+from quant.calendar import MarketCalendar
+from quant.clock import Clock
 from quant.strategies.base import PriceBar
 
 # Finest first: a symbol with minute bars is priced on them rather than on its daily bars.

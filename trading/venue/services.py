@@ -27,12 +27,12 @@ import structlog
 from django.db import transaction
 from django.db.models import QuerySet
 
-from backtests.engine.config import BacktestConfig
-from backtests.engine.results import price as engine_price
-from quant.core.clock import Clock
+from quant.backtest.config import BacktestConfig
+from quant.backtest.results import price as engine_price
+from quant.clock import Clock
+from quant.orders.positions import PRICE_PLACES, PositionBook
 from quant.strategies.base import OrderType, Side
 from trading.brokers.base import FinalBrokerError, OrderNotFoundError, OrderTicket
-from trading.core.positions import PRICE_PLACES, PositionBook
 from trading.venue.matching import Execution, OrderToWork, buy_price_estimate, work_order
 from trading.venue.models import (
     OPEN_VENUE_STATUSES,

@@ -15,11 +15,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from backtests import services
-from backtests.engine import BacktestConfig, BacktestResult, EngineMode, FillAt
-from backtests.engine.report import ReportGenerator
 from backtests.management import cli
 from backtests.models import RunStatus
-from quant.core.errors import ApplicationError
+from quant.backtest import BacktestConfig, BacktestResult, EngineMode, FillAt
+from quant.backtest.report import ReportGenerator
+from quant.errors import ApplicationError
 from quant.strategies.config import StrategyConfig
 
 
@@ -105,7 +105,7 @@ class Command(BaseCommand):
         mode: EngineMode,
         path: str,
     ) -> BacktestResult:
-        from quant.services import strategy_version_ensure
+        from research.services import strategy_version_ensure
 
         version, created = strategy_version_ensure(
             config=file_config, source="file", source_path=path
@@ -131,7 +131,7 @@ class Command(BaseCommand):
     ) -> None:
         from django.db import transaction
 
-        from quant.services import strategy_version_ensure
+        from research.services import strategy_version_ensure
 
         with transaction.atomic():
             version, _ = strategy_version_ensure(

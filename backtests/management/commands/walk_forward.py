@@ -18,14 +18,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from backtests import walkforward_services as wf_services
-from backtests.engine import BacktestConfig
-from backtests.engine.walkforward import LocalExecutor, WalkForwardConfig, WalkForwardEngine
-from backtests.engine.walkforward_plan import Objective, WindowType
-from backtests.engine.walkforward_report import generate_html, generate_json
 from backtests.management import cli
 from backtests.models import RunStatus, WalkForwardRun
 from backtests.services import market_data_load
-from quant.core.errors import ApplicationError
+from quant.backtest import BacktestConfig
+from quant.backtest.walkforward import LocalExecutor, WalkForwardConfig, WalkForwardEngine
+from quant.backtest.walkforward_plan import Objective, WindowType
+from quant.backtest.walkforward_report import generate_html, generate_json
+from quant.errors import ApplicationError
 from quant.strategies.config import StrategyConfig
 
 PROGRESS_EVERY_S = 2.0
@@ -122,7 +122,7 @@ class Command(BaseCommand):
     ) -> WalkForwardRun | None:
         from django.db import transaction
 
-        from quant.services import strategy_version_ensure
+        from research.services import strategy_version_ensure
 
         with transaction.atomic():
             version, _ = strategy_version_ensure(
@@ -158,7 +158,7 @@ class _Progress:
         if run.status == RunStatus.QUEUED and not self.warned and now - self.began > 10:
             self.warned = True
             self.command.stdout.write(
-                "still queued: is a Celery worker running? (celery -A quant worker)"
+                "still queued: is a Celery worker running? (celery -A config worker)"
             )
         if now - self.last >= PROGRESS_EVERY_S or run.tasks_done == run.tasks_total:
             self.last = now

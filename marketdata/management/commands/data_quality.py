@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.domain import Timeframe
 from marketdata.services import data_quality_run
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.domain import Timeframe
 from marketdata.imports import bars_import_file
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from marketdata import services, tasks
 from marketdata.domain import Timeframe
 from marketdata.models import IngestionJob, JobStatus
 from marketdata.providers import PROVIDERS
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 
 
 def _moment(value: str) -> datetime:

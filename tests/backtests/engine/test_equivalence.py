@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backtests.engine import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
-from backtests.engine.sample import random_walk_bars
+from quant.backtest import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
+from quant.backtest.sample import random_walk_bars
 from quant.strategies.config import config_validate
 
 BUILTINS = ("bollinger_reversion", "momentum", "rsi_reversion", "sma_crossover")

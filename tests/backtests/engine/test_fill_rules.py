@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
-from backtests.engine.results import OpenPosition
+from quant.backtest import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
+from quant.backtest.results import OpenPosition
 from quant.strategies.base import (
     FloatArray,
     OrderType,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, BacktestEngine, BacktestResult, MarketData
+from quant.backtest import BacktestConfig, BacktestEngine, BacktestResult, MarketData
 from quant.strategies.config import config_load
 
 ROOT = Path(__file__).resolve().parents[3]

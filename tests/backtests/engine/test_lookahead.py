@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
-from backtests.engine.sample import random_walk_bars
+from quant.backtest import BacktestConfig, BacktestEngine, BacktestResult, FillAt, MarketData
+from quant.backtest.sample import random_walk_bars
 from quant.strategies.base import FloatArray, PortfolioState, PriceBar, Signal, Strategy
 from quant.strategies.builtin.sma_crossover import SmaCrossover
 from quant.strategies.config import StrategyConfig, config_validate

@@ -12,10 +12,10 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from backtests.engine.metrics import compute_metrics, periods_per_year
-from backtests.engine.results import EquityCurve, PerformanceMetrics, Trade
 from marketdata.domain import Timeframe
-from quant.core.errors import ValidationError
+from quant.backtest.metrics import compute_metrics, periods_per_year
+from quant.backtest.results import EquityCurve, PerformanceMetrics, Trade
+from quant.errors import ValidationError
 
 START = np.datetime64("2021-01-01T00:00:00", "ns")
 DAY = np.timedelta64(1, "D").astype("timedelta64[ns]")

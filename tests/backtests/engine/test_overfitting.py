@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from backtests.engine.overfitting import (
+from quant.backtest.overfitting import (
     DeflatedSharpe,
     Degradation,
     OverfittingStats,

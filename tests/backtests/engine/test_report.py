@@ -16,15 +16,15 @@ import pandas as pd
 import plotly.offline
 import pytest
 
-from backtests.engine.config import BacktestConfig
-from backtests.engine.report import (
+from quant.backtest.config import BacktestConfig
+from quant.backtest.report import (
     MAX_POINTS,
     ReportGenerator,
     downsample_indices,
     drawdown_pct,
     monthly_returns,
 )
-from backtests.engine.results import (
+from quant.backtest.results import (
     BacktestResult,
     EquityCurve,
     FillRecord,

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, BacktestEngine, MarketData
-from backtests.engine.engine import EngineMode
-from backtests.engine.sample import random_walk_bars
-from backtests.engine.walkforward import (
+from quant.backtest import BacktestConfig, BacktestEngine, MarketData
+from quant.backtest.engine import EngineMode
+from quant.backtest.sample import random_walk_bars
+from quant.backtest.walkforward import (
     Evaluation,
     Job,
     Objective,
@@ -34,10 +34,10 @@ from backtests.engine.walkforward import (
     plan_windows,
     run_job,
 )
-from backtests.engine.walkforward_eval import slice_bars
-from backtests.engine.walkforward_plan import grid_expand
-from backtests.engine.walkforward_report import generate_html, generate_json
-from quant.core.errors import ValidationError
+from quant.backtest.walkforward_eval import slice_bars
+from quant.backtest.walkforward_plan import grid_expand
+from quant.backtest.walkforward_report import generate_html, generate_json
+from quant.errors import ValidationError
 from quant.strategies.builtin.sma_crossover import SmaCrossoverParams
 from quant.strategies.config import StrategyConfig, config_validate
 

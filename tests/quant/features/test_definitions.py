@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features.definitions import (
     compute_features,
     feature_set_load,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features.labels import LabelDefinition, binary_target, label_validate, make_labels
 from tests.quant.features.bars import bars_from_closes
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from backtests.engine.sample import random_walk_bars
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
+from quant.backtest.sample import random_walk_bars
 from quant.features.definitions import compute_features, feature_set_validate
 from quant.features.labels import LabelDefinition, make_labels
 from quant.ml.artifacts import ModelBundle

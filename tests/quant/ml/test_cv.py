@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.model_selection import KFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from quant.core.errors import ValidationError
+from quant.errors import ValidationError
 from quant.features.labels import LabelDefinition, binary_target, make_labels
 from quant.ml.cv import PurgedKFold
 from tests.quant.features.bars import random_bars

@@ -16,20 +16,20 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from backtests import services
-from backtests.engine import BacktestConfig, BacktestEngine, FillAt, MarketData
-from backtests.engine.sample import random_walk_bars
 from backtests.models import BacktestTrade, RunStatus
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
-from quant.core.errors import NotFoundError, ValidationError
-from quant.feature_store import feature_set_ensure
+from quant.backtest import BacktestConfig, BacktestEngine, FillAt, MarketData
+from quant.backtest.sample import random_walk_bars
+from quant.errors import NotFoundError, ValidationError
 from quant.features.definitions import compute_features, feature_set_validate
-from quant.ml import training
 from quant.ml.artifacts import ModelBundle, file_hash
 from quant.ml.base import BASE_VALUE
-from quant.models import ModelStatus
-from quant.services import strategy_version_ensure
 from quant.strategies.config import config_validate
+from research import training
+from research.feature_store import feature_set_ensure
+from research.models import ModelStatus
+from research.services import strategy_version_ensure
 from tests.backtests.conftest import reviewed
 from tests.backtests.engine.test_equivalence import assert_identical, frames, run_both
 from tests.quant.ml.support import FAST_LGBM, FEATURES, LABEL_DEF, START, bundle_file, ingest_bars

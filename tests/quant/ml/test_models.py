@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from quant.core.errors import NotFoundError, ValidationError
+from quant.errors import NotFoundError, ValidationError
 from quant.ml.artifacts import ModelBundle, file_hash, load_bundle
 from quant.ml.base import BASE_VALUE, LABEL, TradingModel, model_class
 from quant.ml.lightgbm_model import LightGBMModel

@@ -20,15 +20,15 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
-from quant.core.errors import ValidationError
-from quant.feature_store import feature_set_ensure
+from quant.errors import ValidationError
 from quant.features.definitions import feature_set_validate
 from quant.features.labels import LabelDefinition
-from quant.ml import training
 from quant.ml.artifacts import file_hash, load_bundle
 from quant.ml.cv import PurgedKFold
-from quant.models import FeatureSetVersion, ModelArtifact, ModelStatus
-from quant.tasks import train_model
+from research import training
+from research.feature_store import feature_set_ensure
+from research.models import FeatureSetVersion, ModelArtifact, ModelStatus
+from research.tasks import train_model
 from tests.quant.ml.support import FAST_LGBM, FEATURES, LABEL_DEF, START, ingest_bars
 
 pytestmark = pytest.mark.django_db

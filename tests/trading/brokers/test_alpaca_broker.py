@@ -15,9 +15,9 @@ from alpaca.common.enums import BaseURL
 from alpaca.trading.enums import OrderStatus
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from common.ratelimit import RedisRateLimiter
 from marketdata.providers import _limiter
-from quant.core.errors import ConfigurationError
-from quant.core.ratelimit import RedisRateLimiter
+from quant.errors import ConfigurationError
 from tests.support.alpaca_trading import AlpacaTradingServer
 from tests.support.fixtures import alpaca_broker
 from trading.brokers import alpaca as alpaca_module

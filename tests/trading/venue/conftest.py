@@ -18,7 +18,7 @@ from asgiref.sync import async_to_sync
 
 from marketdata.domain import BarRecord, Timeframe
 from marketdata.services import bars_ingest
-from quant.core.clock import ManualClock
+from quant.clock import ManualClock
 from trading.brokers.base import OrderTicket
 from trading.brokers.simulated import SimulatedBroker
 

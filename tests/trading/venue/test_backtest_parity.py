@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from backtests.engine import BacktestConfig, BacktestEngine, FillAt, MarketData
-from quant.core.clock import ManualClock
+from quant.backtest import BacktestConfig, BacktestEngine, FillAt, MarketData
+from quant.clock import ManualClock
 from quant.strategies.base import OrderType, PortfolioState, PriceBar, Signal, Strategy, Target
 from quant.strategies.config import config_validate
 from quant.strategies.registry import register

@@ -9,8 +9,8 @@ import pytest
 
 from marketdata.domain import Timeframe
 from marketdata.services import bars_ingest
-from quant.core.calendar import MarketCalendar, day_start
-from quant.core.clock import ManualClock
+from quant.calendar import MarketCalendar, day_start
+from quant.clock import ManualClock
 from tests.support.fixtures import make_bars
 from tests.trading.venue.conftest import add_bars, bar_end, bar_start
 from trading.venue.prices import DatabasePriceSource

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from backtests.engine import FillAt
-from quant.core.errors import ConfigurationError
+from quant.backtest import FillAt
+from quant.errors import ConfigurationError
 from trading.brokers.simulated import SimulatedBroker, simulated_broker_from_settings
 
 D = Decimal

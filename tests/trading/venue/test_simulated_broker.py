@@ -13,9 +13,9 @@ from decimal import Decimal
 import pytest
 from django.db import OperationalError
 
-from backtests.engine import BacktestConfig, FillAt
-from backtests.engine.simulator import ExecutionSimulator
-from quant.core.clock import ManualClock
+from quant.backtest import BacktestConfig, FillAt
+from quant.backtest.simulator import ExecutionSimulator
+from quant.clock import ManualClock
 from quant.strategies.base import OrderIntent, OrderRequest, PriceBar, Side
 from tests.trading.venue.conftest import MakeBroker, add_bars, bar_end, bar_start, run, ticket
 from trading.brokers.base import (

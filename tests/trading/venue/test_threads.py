@@ -20,8 +20,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from backtests.engine import BacktestConfig
-from quant.core.clock import ManualClock
+from quant.backtest import BacktestConfig
+from quant.clock import ManualClock
 from quant.strategies.base import PriceBar
 from tests.trading.venue.conftest import MakeBroker, add_bars, bar_end, ticket
 from trading.brokers.base import BrokerAccount, BrokerOrderStatus

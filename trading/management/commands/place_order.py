@@ -19,9 +19,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
-from quant.core.errors import ApplicationError
-from quant.models import Strategy
-from trading.core.fsm import OrderStatus
+from quant.errors import ApplicationError
+from quant.orders.fsm import OrderStatus
+from research.models import Strategy
 from trading.models import Order, OrderSide, OrderSource, TradingMode
 from trading.services.submit import order_submit
 

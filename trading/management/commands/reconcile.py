@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from quant.core.errors import ApplicationError
+from quant.errors import ApplicationError
 from trading.brokers import broker_for_mode
 from trading.models import TradingMode
 from trading.services.reconcile import reconcile

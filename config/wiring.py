@@ -1,0 +1,21 @@
+"""What the shell hands from one app to another at start-up: a lower app never imports a
+higher one (``lint-imports``), so what it needs from above is installed here.
+
+- the risk app's gateway, trading state, sizing and post-reconciliation checks into the
+  trading app's order path, loop and reconciliation (``trading.ports``);
+- the trading app's response to a kill-switch activation (cancel open orders, flatten on
+  request) onto the risk app's ``kill_switch_activated`` signal.
+"""
+
+from __future__ import annotations
+
+from risk.port import RiskGateway
+from risk.signals import kill_switch_activated
+from trading.ports import risk_port_install
+from trading.receivers import on_kill_switch_activated
+
+
+def install() -> None:
+    """Called once per process by ``ShellConfig.ready``."""
+    risk_port_install(RiskGateway())
+    kill_switch_activated.connect(on_kill_switch_activated, dispatch_uid="trading.kill_switch")
