@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test test-fast lint format lock bench bench-backtest bench-orders bench-walk-forward bench-api clean services
+.PHONY: install run test lint format lock bench bench-backtest bench-orders bench-walk-forward bench-api clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,16 @@ install: $(STAMP)
 run: install
 	PORT=$(PORT) $(PY) manage.py run_platform
 
-## test: the whole suite (Postgres, Redis and chromium are started/installed by scripts/test.sh)
-test: install
+## test: the static checks (make lint), then the whole suite (Postgres, Redis and chromium are started/installed by scripts/test.sh)
+test: install lint
 	bash scripts/test.sh
 
+## lint: ruff (lint and format), mypy (strict) and the import layers (lint-imports, .importlinter); the same as the pre-commit hooks
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

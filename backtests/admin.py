@@ -19,6 +19,7 @@ from backtests.models import (
     BacktestRun,
     BacktestTrade,
     EvaluationSegment,
+    JobRun,
     WalkForwardRun,
     WalkForwardWindow,
 )
@@ -26,7 +27,7 @@ from quant.backtest import BacktestConfig, EngineMode, FillAt
 from quant.backtest.walkforward_plan import Objective, WalkForwardConfig, objective_value
 from quant.backtest.walkforward_plan import WindowType as WalkForwardWindowType
 from quant.errors import ApplicationError, ConflictError
-from research.models import Strategy
+from research.models import Strategy, StrategyVersion
 
 TRADES_SHOWN = 200
 
@@ -98,8 +99,83 @@ def _moment(day: date | None, *, last: bool = False) -> datetime | None:
     return moment + timedelta(days=1, microseconds=-1) if last else moment
 
 
+class RunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """What the backtest and walk-forward run admins share: a start form on "add" (the run is
+    created and queued by its service, never a bare ModelForm save), read-only afterwards, a
+    cancel action, the version, the report links and a metrics table."""
+
+    start_form: type[forms.ModelForm]  # type: ignore[type-arg]
+    report_url = ""  # the URL name of the run's report files
+    noun = "run"
+
+    def start(self, version: StrategyVersion, data: dict[str, Any], user: Any) -> JobRun:
+        """Create and queue a run of ``version`` from the start form's cleaned data."""
+        raise NotImplementedError
+
+    def cancel_one(self, run: Any) -> str:
+        """Cancel one run through its service; what happened, for the message."""
+        raise NotImplementedError
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = self.start_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return list(self.start_form.base_fields) if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        strategy: Strategy = form.cleaned_data["strategy"]
+        assert strategy.current_version is not None  # the form offers none without
+        run = self.start(strategy.current_version, form.cleaned_data, request.user)
+        obj.pk = run.pk
+        obj.__dict__.update(run.__dict__)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        pass  # the service stored everything
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for run in queryset:
+            try:
+                done = self.cancel_one(run)
+            except ConflictError as error:
+                self.message_user(request, error.message, messages.WARNING)
+            else:
+                self.message_user(request, done, messages.SUCCESS)
+
+    @admin.display(description="version")
+    def version(self, run: Any) -> str:
+        return f"v{run.strategy_version.number}"
+
+    @admin.display(description="reports")
+    def reports(self, run: Any) -> str:
+        if not run.report_html:
+            return "-"
+        return format_html(
+            '<a href="{}" target="_blank">HTML report</a> · <a href="{}">JSON report</a>',
+            reverse(self.report_url, args=[run.pk, "html"]),
+            reverse(self.report_url, args=[run.pk, "json"]),
+        )
+
+
+def metrics_table(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "-"
+    rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(metrics.items()))
+    return format_html("<table>{}</table>", rows)
+
+
 @admin.register(BacktestRun)
-class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BacktestRunAdmin(RunAdmin):
     list_display = (
         "id",
         "strategy",
@@ -145,51 +221,22 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "finished_at",
     )
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = BacktestStartForm
-        return super().get_form(request, obj, change=change, **kwargs)
+    start_form = BacktestStartForm
+    report_url = "backtest-report"
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        if obj is None:
-            return [
-                "strategy",
-                "start_day",
-                "end_day",
-                "initial_capital",
-                "commission",
-                "slippage_bps",
-                "fill_at",
-                "max_volume_participation",
-                "volume_impact_bps",
-                "mode",
-            ]
-        return self.readonly_fields
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.readonly_fields if obj is not None else ()
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def save_model(self, request: HttpRequest, obj: BacktestRun, form: Any, change: bool) -> None:
-        """Create the run through the service and queue it (never a bare ModelForm save)."""
-        strategy: Strategy = form.cleaned_data["strategy"]
-        assert strategy.current_version is not None
-        run = services.backtest_run_create(
-            strategy_version=strategy.current_version,
-            config=form.cleaned_data["config"],
-            mode=form.cleaned_data["mode"],
-            requested_by=request.user,  # type: ignore[arg-type]
+    def start(self, version: StrategyVersion, data: dict[str, Any], user: Any) -> BacktestRun:
+        return services.backtest_run_submit(
+            run=services.backtest_run_create(
+                strategy_version=version,
+                config=data["config"],
+                mode=data["mode"],
+                requested_by=user,
+            )
         )
-        services.backtest_run_submit(run=run)
-        obj.pk = run.pk
-        obj.__dict__.update(run.__dict__)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass  # the service stored everything
+    def cancel_one(self, run: BacktestRun) -> str:
+        services.backtest_run_cancel(run=run)
+        return f"Run {run.pk} {'cancelled' if run.status == 'cancelled' else 'asked to stop'}."
 
     @admin.action(description="Re-run the selected backtests")
     def rerun(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
@@ -197,21 +244,6 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             new = [services.backtest_run_rerun(run=r, requested_by=request.user) for r in queryset]  # type: ignore[arg-type]
         ids = ", ".join(str(r.pk) for r in new)
         self.message_user(request, f"Queued {len(new)} run(s): {ids}", messages.SUCCESS)
-
-    @admin.action(description="Cancel the selected backtests")
-    def cancel(self, request: HttpRequest, queryset: QuerySet[BacktestRun]) -> None:
-        for run in queryset:
-            try:
-                services.backtest_run_cancel(run=run)
-            except ConflictError as error:
-                self.message_user(request, error.message, messages.WARNING)
-            else:
-                state = "cancelled" if run.status == "cancelled" else "asked to stop"
-                self.message_user(request, f"Run {run.pk} {state}.", messages.SUCCESS)
-
-    @admin.display(description="version")
-    def version(self, run: BacktestRun) -> str:
-        return f"v{run.strategy_version.number}"
 
     @admin.display(description="progress")
     def progress_pct(self, run: BacktestRun) -> str:
@@ -230,20 +262,7 @@ class BacktestRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="metrics")
     def metrics_table(self, run: BacktestRun) -> str:
-        if not run.metrics:
-            return "-"
-        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(run.metrics.items()))
-        return format_html("<table>{}</table>", rows)
-
-    @admin.display(description="reports")
-    def reports(self, run: BacktestRun) -> str:
-        if not run.report_html:
-            return "-"
-        return format_html(
-            '<a href="{}" target="_blank">HTML report</a> · <a href="{}">JSON report</a>',
-            reverse("backtest-report", args=[run.pk, "html"]),
-            reverse("backtest-report", args=[run.pk, "json"]),
-        )
+        return metrics_table(run.metrics)
 
     @admin.display(description="trades")
     def trades_table(self, run: BacktestRun) -> str:
@@ -407,7 +426,7 @@ def _objective(run: WalkForwardRun, metrics: dict[str, Any] | None) -> str:
 
 
 @admin.register(WalkForwardRun)
-class WalkForwardRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WalkForwardRunAdmin(RunAdmin):
     list_display = ("id", "strategy", "version", "status", "progress_pct", "windows", "created_at")
     list_filter = ("status", "strategy")
     list_select_related = ("strategy", "strategy_version")
@@ -434,61 +453,24 @@ class WalkForwardRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "finished_at",
     )
 
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        if obj is None:
-            kwargs["form"] = WalkForwardStartForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        if obj is None:
-            return [f for f in WalkForwardStartForm.base_fields]
-        return self.readonly_fields
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.readonly_fields if obj is not None else ()
+    start_form = WalkForwardStartForm
+    report_url = "walkforward-report"
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.inlines if obj is not None else []
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def save_model(
-        self, request: HttpRequest, obj: WalkForwardRun, form: Any, change: bool
-    ) -> None:
-        """Create the run through the service and queue it (never a bare ModelForm save)."""
-        strategy: Strategy = form.cleaned_data["strategy"]
-        assert strategy.current_version is not None
+    def start(self, version: StrategyVersion, data: dict[str, Any], user: Any) -> WalkForwardRun:
         run = walkforward_services.walk_forward_run_create(
-            strategy_version=strategy.current_version,
-            wf_config=form.cleaned_data["wf_config"],
-            backtest_config=form.cleaned_data["config"],
-            requested_by=request.user,  # type: ignore[arg-type]
+            strategy_version=version,
+            wf_config=data["wf_config"],
+            backtest_config=data["config"],
+            requested_by=user,
         )
-        walkforward_services.walk_forward_run_submit(run=run)
-        obj.pk = run.pk
-        obj.__dict__.update(run.__dict__)
+        return walkforward_services.walk_forward_run_submit(run=run)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        pass  # the service stored everything
-
-    @admin.action(description="Cancel the selected walk-forward runs")
-    def cancel(self, request: HttpRequest, queryset: QuerySet[WalkForwardRun]) -> None:
-        for run in queryset:
-            try:
-                walkforward_services.walk_forward_run_cancel(run=run)
-            except ConflictError as error:
-                self.message_user(request, error.message, messages.WARNING)
-            else:
-                self.message_user(
-                    request, f"Walk-forward run {run.pk} cancelled.", messages.SUCCESS
-                )
-
-    @admin.display(description="version")
-    def version(self, run: WalkForwardRun) -> str:
-        return f"v{run.strategy_version.number}"
+    def cancel_one(self, run: WalkForwardRun) -> str:
+        walkforward_services.walk_forward_run_cancel(run=run)
+        return f"Walk-forward run {run.pk} cancelled."
 
     @admin.display(description="progress")
     def progress_pct(self, run: WalkForwardRun) -> str:
@@ -508,18 +490,4 @@ class WalkForwardRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="out-of-sample metrics")
     def aggregated_metrics(self, run: WalkForwardRun) -> str:
-        metrics = (run.result or {}).get("aggregated_metrics")
-        if not metrics:
-            return "-"
-        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(metrics.items()))
-        return format_html("<table>{}</table>", rows)
-
-    @admin.display(description="reports")
-    def reports(self, run: WalkForwardRun) -> str:
-        if not run.report_html:
-            return "-"
-        return format_html(
-            '<a href="{}" target="_blank">HTML report</a> · <a href="{}">JSON report</a>',
-            reverse("walkforward-report", args=[run.pk, "html"]),
-            reverse("walkforward-report", args=[run.pk, "json"]),
-        )
+        return metrics_table((run.result or {}).get("aggregated_metrics"))

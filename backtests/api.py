@@ -12,6 +12,12 @@ from ninja import Field, Query, Router, Schema, Status
 
 from backtests import selectors
 from backtests.models import BacktestRun, WalkForwardRun
+from backtests.services import backtest_run_cancel, backtest_run_create, backtest_run_submit
+from backtests.walkforward_services import (
+    walk_forward_run_cancel,
+    walk_forward_run_create,
+    walk_forward_run_submit,
+)
 from common.api import (
     MAX_ID,
     Accepted,
@@ -26,6 +32,8 @@ from common.api import (
     responses,
 )
 from common.auth import Role, acting_user, require_role
+from quant.backtest import BacktestConfig, EngineMode, FillAt
+from quant.backtest.walkforward import WalkForwardConfig
 from research.selectors import strategy_by_id, strategy_version_get
 
 router = Router(tags=["runs"])
@@ -106,7 +114,6 @@ class JobIn(Schema):
     slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
 
     def backtest_config(self, **extra: Any) -> Any:
-        from quant.backtest import BacktestConfig
 
         return BacktestConfig(
             initial_capital=self.initial_capital,
@@ -203,8 +210,6 @@ def runs_list(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any
 def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn) -> Status[Any]:
     """Queue a backtest of the strategy's current version: 202 with the run id and a
     Location to poll (``GET /v1/runs/{id}``: status, progress, then metrics and trades)."""
-    from backtests.services import backtest_run_create, backtest_run_submit
-    from quant.backtest import EngineMode, FillAt
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
@@ -232,7 +237,6 @@ def run_get(request: HttpRequest, run_id: Id) -> dict[str, Any]:
 @router.post("/{run_id}/cancel", response=responses(200, Data(RunOut), 403, 404, 409, 422))
 def run_cancel(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     """Cancel a queued run, or ask a running one to stop."""
-    from backtests.services import backtest_run_cancel
 
     require_role(request, Role.OPERATOR)
     run = backtest_run_cancel(run=selectors.backtest_run_get(run_id=run_id))
@@ -363,8 +367,6 @@ def walk_forward_start(
     request: HttpRequest, response: HttpResponse, payload: WalkForwardIn
 ) -> Status[Any]:
     """Check and queue a walk-forward run (windows fan out over the Celery workers)."""
-    from backtests.walkforward_services import walk_forward_run_create, walk_forward_run_submit
-    from quant.backtest.walkforward import WalkForwardConfig
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
@@ -402,7 +404,6 @@ def walk_forward_get(request: HttpRequest, run_id: Id) -> dict[str, Any]:
     "/{run_id}/cancel", response=responses(200, Data(WalkForwardOut), 403, 404, 409, 422)
 )
 def walk_forward_cancel(request: HttpRequest, run_id: Id) -> dict[str, Any]:
-    from backtests.walkforward_services import walk_forward_run_cancel
 
     require_role(request, Role.OPERATOR)
     run = walk_forward_run_cancel(run=selectors.walk_forward_run_get(run_id=run_id))

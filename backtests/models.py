@@ -31,6 +31,49 @@ RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
 FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class JobRun(models.Model):
+    """What backtest and walk-forward runs share: what ran (the strategy config of a version
+    and the backtest config), the run state machine and its timestamps."""
+
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    # exactly what ran: the strategy config of the version and the backtest config
+    strategy_config = models.JSONField()
+    backtest_config = models.JSONField()
+    symbols = models.JSONField(default=list)
+    timeframe = models.CharField(max_length=8)
+    error_message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def run_transition(
+    run: JobRun, to: str, *, allowed: tuple[str, ...] | None = None, **fields: Any
+) -> bool:
+    """Compare-and-swap the run's status along ``RUN_TRANSITIONS`` (or from ``allowed``),
+    writing ``fields`` in the same UPDATE; the instance is read again. False when the run was
+    elsewhere (another worker, a cancel, a redelivered task got there first)."""
+    sources = allowed if allowed is not None else RUN_TRANSITIONS[to]
+    changed = (
+        type(run)._default_manager.filter(pk=run.pk, status__in=sources).update(status=to, **fields)
+    )
+    run.refresh_from_db()
+    return changed == 1
+
+
 class EngineModeChoice(models.TextChoices):
     EVENT = "event", "Event-driven"
     VECTORIZED = "vectorized", "Vectorized"
@@ -40,24 +83,17 @@ def report_path(run: BacktestRun, filename: str) -> str:
     return f"backtests/run-{run.pk}/{filename}"
 
 
-class BacktestRun(models.Model):
+class BacktestRun(JobRun):
     strategy = models.ForeignKey(
         "quant.Strategy", on_delete=models.PROTECT, related_name="backtest_runs"
     )
     strategy_version = models.ForeignKey(
         "quant.StrategyVersion", on_delete=models.PROTECT, related_name="backtest_runs"
     )
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)
-    cancel_requested = models.BooleanField(default=False)
     engine_mode = models.CharField(
         max_length=10, choices=EngineModeChoice.choices, default=EngineModeChoice.EVENT
     )
-    # exactly what ran: the strategy config of the version and the backtest config
-    strategy_config = models.JSONField()
-    backtest_config = models.JSONField()
-    symbols = models.JSONField(default=list)
-    timeframe = models.CharField(max_length=8)
     start = models.DateTimeField(null=True, blank=True, help_text="Requested first bar (UTC)")
     end = models.DateTimeField(null=True, blank=True, help_text="Requested last bar (UTC)")
     data_start = models.DateTimeField(null=True, blank=True, help_text="First bar used")
@@ -72,17 +108,8 @@ class BacktestRun(models.Model):
     open_positions = models.JSONField(null=True, blank=True)
     report_json = models.FileField(upload_to=report_path, blank=True, max_length=255)
     report_html = models.FileField(upload_to=report_path, blank=True, max_length=255)
-    error_message = models.TextField(blank=True)
-    task_id = models.CharField(max_length=64, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(JobRun.Meta):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="backtestrun_status_valid"
@@ -108,10 +135,6 @@ class BacktestRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.strategy_config.get('name', '?')}, {self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
 
 
 class BacktestTrade(models.Model):
@@ -155,7 +178,7 @@ class WindowType(models.TextChoices):
     ANCHORED = "anchored", "Anchored"
 
 
-class WalkForwardRun(models.Model):
+class WalkForwardRun(JobRun):
     """A walk-forward optimization: windows by grid points fanned out as Celery tasks."""
 
     strategy = models.ForeignKey(
@@ -164,13 +187,7 @@ class WalkForwardRun(models.Model):
     strategy_version = models.ForeignKey(
         "quant.StrategyVersion", on_delete=models.PROTECT, related_name="walk_forward_runs"
     )
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    cancel_requested = models.BooleanField(default=False)
-    strategy_config = models.JSONField()
-    backtest_config = models.JSONField()
     wf_config = models.JSONField(help_text="Window sizes, type, grid, objective, min trades")
-    symbols = models.JSONField(default=list)
-    timeframe = models.CharField(max_length=8)
     tasks_total = models.PositiveIntegerField(default=0)
     tasks_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(
@@ -179,17 +196,8 @@ class WalkForwardRun(models.Model):
     equity_curve = models.JSONField(null=True, blank=True, help_text="Stitched out-of-sample")
     report_html = models.FileField(upload_to="walkforward/", blank=True)
     report_json = models.FileField(upload_to="walkforward/", blank=True)
-    error_message = models.TextField(blank=True)
-    task_id = models.CharField(max_length=64, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(JobRun.Meta):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="walkforward_status_valid"
@@ -206,10 +214,6 @@ class WalkForwardRun(models.Model):
     @property
     def progress(self) -> float:
         return self.tasks_done / self.tasks_total if self.tasks_total else 0.0
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
 
 
 class WalkForwardWindow(models.Model):

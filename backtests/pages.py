@@ -10,7 +10,12 @@ import plotly.graph_objects as go
 from django.utils.dateparse import parse_datetime
 
 from backtests.models import BacktestRun, BacktestTrade, EngineModeChoice, RunStatus
-from backtests.selectors import backtest_runs_list, backtest_trades_list
+from backtests.selectors import (
+    backtest_runs_list,
+    backtest_trades_list,
+    walk_forward_runs_list,
+    walk_forward_windows,
+)
 from common.charts import GREEN, GREY, RED, drawdown_figure, equity_figure, figure_data, layout
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
@@ -179,7 +184,6 @@ OBJECTIVES = [(o.value, o.value.replace("_", " ").capitalize()) for o in Objecti
 
 def walk_forward_filtered(*, strategy_id: int | None, status: str | None) -> dict[str, Any]:
     """The walk-forward runs of ``GET /v1/walk-forward`` (same selector), newest first."""
-    from backtests.selectors import walk_forward_runs_list
 
     runs = walk_forward_runs_list(strategy_id=strategy_id, status=status or None).defer(
         "equity_curve"
@@ -194,7 +198,6 @@ def walk_forward_filtered(*, strategy_id: int | None, status: str | None) -> dic
 
 def walk_forward_summary(run: Any) -> dict[str, Any]:
     """One walk-forward run: its windows, the stitched out-of-sample metrics, overfitting."""
-    from backtests.selectors import walk_forward_windows
 
     result = run.result or {}
     overfitting = result.get("overfitting") or {}

@@ -1,6 +1,6 @@
 """Writes of the backtests app: create, run, cancel and re-run backtests.
 
-A run moves QUEUED -> RUNNING -> SUCCEEDED / FAILED / CANCELLED (``models.RUN_TRANSITIONS``);
+A run moves QUEUED -> RUNNING -> SUCCEEDED / FAILED / CANCELLED (``models.RUN_TRANSITIONS``, ``run_transition``);
 every change is a compare-and-swap UPDATE. Results (trades, metrics, equity, report files) are
 written together with the final change, so a failed or cancelled run leaves nothing half-done.
 """
@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from backtests.models import RUN_TRANSITIONS, BacktestRun, BacktestTrade, RunStatus
+from backtests.models import BacktestRun, BacktestTrade, RunStatus, run_transition
+from backtests.reports import run_report_html
+from common.jobs import enqueue_on_commit
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from quant.backtest import (
@@ -116,23 +117,15 @@ def backtest_run_create(
 
 
 def backtest_run_submit(*, run: BacktestRun) -> BacktestRun:
-    """Queue the run's Celery task once the surrounding transaction has committed."""
-    from backtests.tasks import run_backtest
-
-    def enqueue() -> None:
-        try:
-            result = run_backtest.delay(run.pk)
-        except Exception as error:  # broker down: say so on the run instead of leaving it queued
-            _transition(
-                run,
-                RunStatus.FAILED,
-                error_message=f"could not queue the run: {type(error).__name__}: {error}",
-            )
-            log.error("backtest.enqueue_failed", run_id=run.pk, error=str(error))
-            return
-        BacktestRun.objects.filter(pk=run.pk).update(task_id=result.id or "")
-
-    transaction.on_commit(enqueue)
+    """Queue the run (task ``backtests.run``) once the surrounding transaction has committed;
+    a broker that refuses it fails the run with the reason."""
+    enqueue_on_commit(
+        "backtests.run",
+        run.pk,
+        queued=lambda task_id: BacktestRun.objects.filter(pk=run.pk).update(task_id=task_id),
+        failed=lambda message: run_transition(run, RunStatus.FAILED, error_message=message),
+        what="run",
+    )
     return run
 
 
@@ -140,7 +133,7 @@ def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutco
     """Run a queued run to its end state. A run already finished is left as it is."""
     clock = clock or SystemClock()
     run = BacktestRun.objects.select_related("strategy_version").get(pk=run_id)
-    if not _transition(run, RunStatus.RUNNING, started_at=clock.now(), progress=0.0):
+    if not run_transition(run, RunStatus.RUNNING, started_at=clock.now(), progress=0.0):
         log.info("backtest.skip", run_id=run.pk, status=run.status)
         return RunOutcome(run, None)
     log.info("backtest.start", run_id=run.pk, strategy=run.strategy_config.get("name"))
@@ -164,16 +157,16 @@ def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutco
             should_cancel=watcher.cancelled,
         )
     except BacktestCancelled:
-        _transition(run, RunStatus.CANCELLED, finished_at=clock.now())
+        run_transition(run, RunStatus.CANCELLED, finished_at=clock.now())
         log.info("backtest.cancelled", run_id=run.pk)
         return RunOutcome(run, None)
     except ApplicationError as error:
-        _transition(run, RunStatus.FAILED, error_message=error.message, finished_at=clock.now())
+        run_transition(run, RunStatus.FAILED, error_message=error.message, finished_at=clock.now())
         log.warning("backtest.failed", run_id=run.pk, error=error.message)
         return RunOutcome(run, None)
     except Exception as error:
         message = f"internal error: {type(error).__name__}: {error}"
-        _transition(run, RunStatus.FAILED, error_message=message, finished_at=clock.now())
+        run_transition(run, RunStatus.FAILED, error_message=message, finished_at=clock.now())
         log.exception("backtest.crashed", run_id=run.pk)
         raise
     _store_result(run, result, finished_at=clock.now())
@@ -182,7 +175,7 @@ def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutco
 
 def backtest_run_cancel(*, run: BacktestRun) -> BacktestRun:
     """Cancel a queued run at once; ask a running one to stop at its next progress check."""
-    if _transition(run, RunStatus.CANCELLED, allowed=(RunStatus.QUEUED,)):
+    if run_transition(run, RunStatus.CANCELLED, allowed=(RunStatus.QUEUED,)):
         return run
     if BacktestRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         cancel_requested=True
@@ -218,20 +211,6 @@ def _with_timeframe(config: BacktestConfig, timeframe: str) -> BacktestConfig:
     return BacktestConfig.from_dict(values)
 
 
-def _transition(
-    run: BacktestRun,
-    to: str,
-    *,
-    allowed: tuple[str, ...] | None = None,
-    **fields: Any,
-) -> bool:
-    """Compare-and-swap the status along the state machine; False when the run was elsewhere."""
-    sources = allowed if allowed is not None else RUN_TRANSITIONS[to]
-    changed = BacktestRun.objects.filter(pk=run.pk, status__in=sources).update(status=to, **fields)
-    run.refresh_from_db()
-    return changed == 1
-
-
 class _RunWatcher:
     """Writes progress and reads the cancel flag, at most every ``PROGRESS_EVERY_S`` seconds
     (the engine asks ``cancelled`` and reports ``progress`` at each of its checkpoints)."""
@@ -256,11 +235,10 @@ class _RunWatcher:
 
 
 def _store_result(run: BacktestRun, result: BacktestResult, *, finished_at: datetime) -> None:
-    report = ReportGenerator()
-    payload = report.generate_json(result)
+    payload = ReportGenerator().generate_json(result)
     payload["run_id"] = run.pk
     json_file = ContentFile(json.dumps(payload, indent=1).encode(), name="report.json")
-    html_file = ContentFile(report.generate_html(result).encode(), name="report.html")
+    html_file = ContentFile(run_report_html(result).encode(), name="report.html")
     metrics = result.metrics.as_dict()
     with transaction.atomic():
         locked = BacktestRun.objects.select_for_update().get(pk=run.pk)

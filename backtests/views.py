@@ -8,34 +8,31 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
 from backtests import pages
-from backtests.models import BacktestRun, WalkForwardRun
+from backtests.models import BacktestRun, JobRun, WalkForwardRun
 from common.dashboard import CRITICAL_MS, NORMAL_MS, Fragment, dashboard_view, render_page
 
 CONTENT_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json"}
 
 
-@staff_member_required
-def run_report(request: HttpRequest, run_id: int, kind: str) -> FileResponse:
-    run = BacktestRun.objects.filter(pk=run_id).first()
-    field = (run.report_html if kind == "html" else run.report_json) if run else None
-    if run is None or field is None or not field or kind not in CONTENT_TYPES:
+def _report_file(model: type[JobRun], run_id: int, kind: str, prefix: str) -> FileResponse:
+    run = model._default_manager.filter(pk=run_id).first()
+    field = getattr(run, f"report_{kind}", None) if kind in CONTENT_TYPES else None
+    if run is None or not field:
         raise Http404("no such report")
     response = FileResponse(field.open("rb"), content_type=CONTENT_TYPES[kind])
     if kind == "json":
-        response["Content-Disposition"] = f'attachment; filename="backtest-{run.pk}.json"'
+        response["Content-Disposition"] = f'attachment; filename="{prefix}-{run.pk}.json"'
     return response
+
+
+@staff_member_required
+def run_report(request: HttpRequest, run_id: int, kind: str) -> FileResponse:
+    return _report_file(BacktestRun, run_id, kind, "backtest")
 
 
 @staff_member_required
 def walk_forward_report(request: HttpRequest, run_id: int, kind: str) -> FileResponse:
-    run = WalkForwardRun.objects.filter(pk=run_id).first()
-    field = (run.report_html if kind == "html" else run.report_json) if run else None
-    if run is None or field is None or not field or kind not in CONTENT_TYPES:
-        raise Http404("no such report")
-    response = FileResponse(field.open("rb"), content_type=CONTENT_TYPES[kind])
-    if kind == "json":
-        response["Content-Disposition"] = f'attachment; filename="walk-forward-{run.pk}.json"'
-    return response
+    return _report_file(WalkForwardRun, run_id, kind, "walk-forward")
 
 
 # --- dashboard pages ----------------------------------------------------------------------

@@ -40,21 +40,21 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from celery import Task
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from backtests.models import (
-    RUN_TRANSITIONS,
     RunStatus,
     WalkForwardEvaluation,
     WalkForwardRun,
     WalkForwardWindow,
+    run_transition,
     tag_non_finite,
 )
 from backtests.services import market_data_load
 from backtests.walkforward_services import bar_times, run_fail, walk_forward_result_store
+from common.jobs import task_named
 from quant.backtest import BacktestConfig, MarketData
 from quant.backtest.walkforward import (
     Evaluation,
@@ -132,13 +132,8 @@ def _inputs(run: WalkForwardRun) -> RunInputs:
 
 def walk_forward_start(*, run_id: int) -> None:
     """QUEUED -> RUNNING, then queue every in-sample task."""
-    from backtests.walkforward_tasks import wf_evaluate
-
-    started = WalkForwardRun.objects.filter(
-        pk=run_id, status__in=RUN_TRANSITIONS[RunStatus.RUNNING]
-    ).update(status=RunStatus.RUNNING, started_at=timezone.now())
-    run = WalkForwardRun.objects.get(pk=run_id)
-    if not started:
+    run = WalkForwardRun(pk=run_id)
+    if not run_transition(run, RunStatus.RUNNING, started_at=timezone.now()):
         log.info("walkforward.skip_start", run_id=run_id, status=run.status)
         return
     try:
@@ -153,14 +148,12 @@ def walk_forward_start(*, run_id: int) -> None:
     log.info("walkforward.start", run_id=run_id, tasks=run.tasks_total)
     for point in range(len(inputs.points)):
         for window in range(windows):
-            if not _send(wf_evaluate, run_id, window, point):
+            if not _send("backtests.wf_evaluate", run_id, window, point):
                 return
 
 
 def walk_forward_in_sample(*, run_id: int, window: int, point: int, worker: str = "") -> None:
     """Evaluate one grid point in sample and store it (see the module docstring)."""
-    from backtests.walkforward_tasks import wf_out_of_sample
-
     run = _running(run_id)
     if run is None:
         return
@@ -201,7 +194,7 @@ def walk_forward_in_sample(*, run_id: int, window: int, point: int, worker: str 
             if not _count(run_id, 2 if finished_window and best is None else 1):
                 return
         if finished_window and best is not None:
-            _send(wf_out_of_sample, run_id, window, best)
+            _send("backtests.wf_out_of_sample", run_id, window, best)
     except Exception as error:
         _task_failed(run_id, window, params, Segment.IN_SAMPLE, error)
 
@@ -275,9 +268,10 @@ def warm_up() -> None:
     benchmark's 500-backtest run (0.72-0.81 s cold against 0.46 s warm). Workers call this when
     they start (``worker_ready``), before they take tasks. Nothing is stored.
     """
+    from backtests.reports import walk_forward_report_html
     from quant.backtest.sample import random_walk_bars
     from quant.backtest.walkforward import LocalExecutor, WalkForwardEngine
-    from quant.backtest.walkforward_report import generate_html, generate_json
+    from quant.backtest.walkforward_report import generate_json
 
     strategy_config = config_validate(
         {
@@ -300,7 +294,7 @@ def warm_up() -> None:
         strategy_config, data, wf_config, BacktestConfig(), executor=LocalExecutor()
     )
     generate_json(result)
-    generate_html(result)
+    walk_forward_report_html(result)
 
 
 # --- internals --------------------------------------------------------------------------
@@ -341,8 +335,6 @@ def _locked_window(run_id: int, window: int, inputs: RunInputs) -> WalkForwardWi
 def _count(run_id: int, done: int) -> bool:
     """Add ``done`` to ``tasks_done`` (inside the caller's transaction); queue the gather when
     the total is reached. False (and the caller's writes rolled back) when the run stopped."""
-    from backtests.walkforward_tasks import wf_gather
-
     if not WalkForwardRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
         tasks_done=F("tasks_done") + done
     ):
@@ -351,13 +343,14 @@ def _count(run_id: int, done: int) -> bool:
     counts = WalkForwardRun.objects.filter(pk=run_id).values_list("tasks_done", "tasks_total")
     finished, total = counts.get()
     if finished == total:
-        transaction.on_commit(lambda: _send(wf_gather, run_id))
+        transaction.on_commit(lambda: _send("backtests.wf_gather", run_id))
     return True
 
 
-def _send(task: Task, run_id: int, *args: Any) -> bool:
+def _send(task: str, run_id: int, *args: Any) -> bool:
+    """Queue stage ``task`` (by name: its module calls this one) for the run."""
     try:
-        task.delay(run_id, *args)
+        task_named(task).delay(run_id, *args)
     except Exception as error:  # broker down: fail the run rather than leave it hanging
         run_fail(run_id=run_id, message=f"could not queue a task: {_describe(error)}")
         return False

@@ -27,13 +27,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from backtests.models import (
-    RUN_TRANSITIONS,
     RunStatus,
     WalkForwardEvaluation,
     WalkForwardRun,
     WalkForwardWindow,
+    run_transition,
 )
+from backtests.reports import walk_forward_report_html
 from backtests.services import market_data_load
+from common.jobs import enqueue_on_commit
 from quant.backtest import BacktestConfig, MarketData
 from quant.backtest.walkforward import (
     WalkForwardConfig,
@@ -42,7 +44,7 @@ from quant.backtest.walkforward import (
     plan_windows,
 )
 from quant.backtest.walkforward_plan import grid_expand
-from quant.backtest.walkforward_report import generate_html, generate_json
+from quant.backtest.walkforward_report import generate_json
 from quant.errors import ConflictError, ValidationError
 from quant.strategies.config import StrategyConfig
 from research.models import StrategyVersion
@@ -180,30 +182,24 @@ def walk_forward_run_create(
 
 
 def walk_forward_run_submit(*, run: WalkForwardRun) -> WalkForwardRun:
-    """Queue the run's start task once the surrounding transaction has committed."""
-    from backtests.walkforward_tasks import wf_start
-
-    def enqueue() -> None:
-        try:
-            sent = wf_start.delay(run.pk)
-        except Exception as error:  # broker down: say so on the run instead of leaving it queued
-            run_fail(
-                run_id=run.pk, message=f"could not queue the run: {type(error).__name__}: {error}"
-            )
-            return
-        WalkForwardRun.objects.filter(pk=run.pk).update(task_id=sent.id or "")
-
-    transaction.on_commit(enqueue)
+    """Queue the run's start task (``backtests.wf_start``) once the surrounding transaction
+    has committed; a broker that refuses it fails the run with the reason."""
+    enqueue_on_commit(
+        "backtests.wf_start",
+        run.pk,
+        queued=lambda task_id: WalkForwardRun.objects.filter(pk=run.pk).update(task_id=task_id),
+        failed=lambda message: run_fail(run_id=run.pk, message=message),
+        what="run",
+    )
     return run
 
 
 def walk_forward_run_cancel(*, run: WalkForwardRun) -> WalkForwardRun:
     """Cancel a queued or running run at once: its remaining tasks find it cancelled and stop."""
-    changed = WalkForwardRun.objects.filter(
-        pk=run.pk, status__in=RUN_TRANSITIONS[RunStatus.CANCELLED]
-    ).update(status=RunStatus.CANCELLED, cancel_requested=True, finished_at=timezone.now())
-    run.refresh_from_db()
-    if not changed:
+    cancelled = run_transition(
+        run, RunStatus.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+    )
+    if not cancelled:
         raise ConflictError(
             f"walk-forward run {run.pk} has already finished ({run.status}); nothing to cancel"
         )
@@ -236,12 +232,15 @@ def walk_forward_run_wait(
 
 def run_fail(*, run_id: int, message: str) -> bool:
     """QUEUED/RUNNING -> FAILED with a readable reason; False when the run was already final."""
-    changed = WalkForwardRun.objects.filter(
-        pk=run_id, status__in=RUN_TRANSITIONS[RunStatus.FAILED]
-    ).update(status=RunStatus.FAILED, error_message=message, finished_at=timezone.now())
-    if changed:
+    failed = run_transition(
+        WalkForwardRun(pk=run_id),
+        RunStatus.FAILED,
+        error_message=message,
+        finished_at=timezone.now(),
+    )
+    if failed:
         log.warning("walkforward.failed", run_id=run_id, error=message)
-    return changed == 1
+    return failed
 
 
 def walk_forward_result_store(
@@ -253,7 +252,7 @@ def walk_forward_result_store(
     False (nothing written) when the run is no longer running (cancelled or failed meanwhile).
     """
     document = generate_json(result)
-    html_file = ContentFile(generate_html(result).encode())
+    html_file = ContentFile(walk_forward_report_html(result).encode())
     json_file = ContentFile(json.dumps(document, indent=1).encode())
     with transaction.atomic():
         run = WalkForwardRun.objects.select_for_update().get(pk=run_id)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from quant.backtest.metrics import drawdown_pct_series
 from quant.backtest.report import MAX_POINTS, downsample_indices
 
 BLUE = "#2563eb"
@@ -52,16 +53,6 @@ def thinned(ts: Sequence[datetime], values: Sequence[float]) -> tuple[list[datet
     return [ts[i] for i in keep], [values[i] for i in keep]
 
 
-def drawdown_pct(equity: Sequence[float]) -> list[float]:
-    """Fall from the running peak in % (<= 0); 0 while the peak is not positive."""
-    values = np.asarray(equity, dtype=np.float64)
-    if not len(values):
-        return []
-    peak = np.maximum.accumulate(values)
-    safe = np.where(peak > 0, peak, 1.0)
-    return np.where(peak > 0, (values / safe - 1.0) * 100.0, 0.0).tolist()
-
-
 def equity_figure(
     ts: Sequence[datetime],
     equity: Sequence[float],
@@ -86,7 +77,7 @@ def equity_figure(
 
 
 def drawdown_figure(ts: Sequence[datetime], equity: Sequence[float]) -> dict[str, Any]:
-    x, y = thinned(ts, drawdown_pct(equity))
+    x, y = thinned(ts, drawdown_pct_series(equity).tolist())
     figure = go.Figure(
         go.Scatter(
             x=x,

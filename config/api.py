@@ -112,6 +112,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
         }
     }
 
+
 # --- The API and its error mapping ------------------------------------------------------
 
 api = NinjaAPI(
@@ -248,7 +249,6 @@ def health(request: HttpRequest) -> dict[str, Any]:
             "components": [c.as_dict() for c in components],
         }
     }
-
 
 
 def _register() -> None:

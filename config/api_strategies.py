@@ -206,5 +206,3 @@ def strategy_patch(
             strategy=strategy, is_active=payload.is_active, user=acting_user(principal)
         )
     return {"data": strategy_detail_out(selectors.strategy_by_id(strategy_id=strategy_id))}
-
-

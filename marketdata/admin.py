@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from marketdata import services, tasks
+from marketdata import services
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument
 from quant.errors import ConflictError
 
@@ -96,7 +94,7 @@ class IngestionJobAdmin(ReadOnlyAdmin):
             except ConflictError as error:
                 self.message_user(request, error.message, messages.WARNING)
                 continue
-            transaction.on_commit(partial(tasks.ingest.delay, job.pk))
+            services.ingestion_job_submit(job=job)
             retried.append(job.pk)
         if retried:
             self.message_user(

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from common.jobs import enqueue_on_commit
 from marketdata.domain import BarRecord, Timeframe, validate_bars
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, JobStatus
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
@@ -199,6 +200,26 @@ def _ingest_symbol(job: IngestionJob, symbol: str, provider: DataProvider) -> No
                 rows_unchanged=F("rows_unchanged") + result.unchanged,
             )
         job.refresh_from_db()
+
+
+def ingestion_job_fail(*, job: IngestionJob, message: str) -> bool:
+    """A QUEUED job that never reached a worker (the broker refused it) fails with ``message``."""
+    return _transition(
+        job, [JobStatus.QUEUED], JobStatus.FAILED, error=message, finished_at=timezone.now()
+    )
+
+
+def ingestion_job_submit(*, job: IngestionJob) -> IngestionJob:
+    """Queue the job (task ``marketdata.ingest``) once the surrounding transaction has
+    committed; a broker that refuses it fails the job with the reason."""
+    enqueue_on_commit(
+        "marketdata.ingest",
+        job.pk,
+        queued=lambda task_id: None,  # a resume finds the job by its status, not a task id
+        failed=lambda message: ingestion_job_fail(job=job, message=message),
+        what="ingestion job",
+    )
+    return job
 
 
 def ingestion_job_retry(*, job: IngestionJob) -> IngestionJob:

@@ -22,6 +22,7 @@ from common.api import (
 from common.auth import Role, acting_user, require_role
 from monitoring import selectors
 from monitoring.models import Alert
+from monitoring.services import alert_acknowledge as acknowledge
 
 alerts_router = Router(tags=["alerts"])
 
@@ -91,7 +92,6 @@ def alerts_list(request: HttpRequest, filters: Query[AlertFilters]) -> dict[str,
 )
 def alert_acknowledge(request: HttpRequest, alert_id: Id) -> dict[str, Any]:
     """Mark the alert as seen (operator); acknowledging twice keeps the first."""
-    from monitoring.services import alert_acknowledge as acknowledge
 
     principal = require_role(request, Role.OPERATOR)
     alert = acknowledge(alert=selectors.alert_get(alert_id=alert_id), user=acting_user(principal))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import structlog
 from celery import Task, shared_task
 
+from monitoring.delivery import alert_deliver
 from monitoring.health import BEAT, heartbeat_record
-from monitoring.services import alert_deliver
 
 logger = structlog.get_logger(__name__)
 

@@ -113,7 +113,6 @@ def model_get(request: HttpRequest, model_id: Id) -> dict[str, Any]:
 def model_train(request: HttpRequest, response: HttpResponse, payload: ModelTrainIn) -> Status[Any]:
     """Queue the training of a model (purged k-fold validation); poll the Location."""
 
-
     principal = require_role(request, Role.OPERATOR)
     version = selectors.feature_set_version_current(name=payload.feature_set)
     with transaction.atomic():

@@ -16,6 +16,7 @@ class ResearchConfig(AppConfig):
 
         from common.auth import connect_principal_invalidation
         from quant.ml.artifacts import bundle_store_install
+        from research import tasks  # noqa: F401  (registers the tasks the services queue by name)
 
         connect_principal_invalidation()
         bundle_store_install(default_storage)  # trained models are stored there by name

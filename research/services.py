@@ -6,7 +6,6 @@ problem anywhere (each reported with its file and field) means nothing is writte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from monitoring.services import alert_raise_safely
+from quant.configfiles import ConfigFile, config_files_validate
 from quant.errors import GateClosedError, ValidationError
 from quant.strategies.config import StrategyConfig, config_load
 from research.models import (
@@ -31,16 +31,6 @@ from research.models import (
 )
 
 log = structlog.get_logger(__name__)
-
-CONFIG_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """One validated config and the file it came from."""
-
-    path: Path
-    config: StrategyConfig
 
 
 @dataclass(frozen=True)
@@ -157,42 +147,15 @@ def _denormalized(config: StrategyConfig) -> dict[str, object]:
     }
 
 
-def strategy_configs_validate(*, path: Path) -> list[ConfigFile]:
+def strategy_configs_validate(*, path: Path) -> list[ConfigFile[StrategyConfig]]:
     """Read and validate every config under ``path`` (a directory or one file); no writes.
 
     Raises one ValidationError listing every problem of every file, each line naming the
     file (and the field), including two files that claim the same strategy name.
     """
-    files = _config_files(path)
-    configs: list[ConfigFile] = []
-    problems: dict[str, list[str]] = {}
-    for file in files:
-        try:
-            configs.append(ConfigFile(path=file, config=config_load(file)))
-        except ValidationError as error:
-            listed = error.details.get("problems")
-            problems[str(file)] = list(listed) if listed else [error.message]
-    seen: dict[str, Path] = {}
-    for item in configs:
-        other = seen.setdefault(item.config.name, item.path)
-        if other != item.path:
-            problems.setdefault(str(item.path), []).append(
-                f"name: {item.config.name!r} is already used by {other}"
-            )
-    if problems:
-        lines = [
-            f"{file}: {problem}"
-            if not problem.startswith(file)
-            else problem  # YAML and read errors already start with the path
-            for file, listed in problems.items()
-            for problem in listed
-        ]
-        raise ValidationError(
-            f"{len(problems)} of {len(files)} strategy config file(s) invalid, nothing loaded:\n"
-            + "\n".join(f"  {line}" for line in lines),
-            details={"files": problems},
-        )
-    return configs
+    return config_files_validate(
+        path, load=config_load, name_of=lambda config: config.name, kind="strategy config"
+    )
 
 
 def strategies_load_directory(*, path: Path, force: bool = False) -> LoadReport:
@@ -207,7 +170,7 @@ def strategies_load_directory(*, path: Path, force: bool = False) -> LoadReport:
     configs = strategy_configs_validate(path=path)
     with transaction.atomic():
         results = tuple(
-            _load_one(item.path, item.config, source_path=_display_path(item.path), force=force)
+            _load_one(item.path, item.value, source_path=_display_path(item.path), force=force)
             for item in configs
         )
     log.info(
@@ -255,17 +218,6 @@ def _edited_since_load(strategy: Strategy, current: StrategyVersion) -> bool:
     if strategy.source_hash:
         return current.content_hash != strategy.source_hash
     return current.source != VersionSource.FILE  # loaded before file hashes were kept
-
-
-def _config_files(path: Path) -> Sequence[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise ValidationError(f"{path}: no such file or directory")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CONFIG_SUFFIXES)
-    if not files:
-        raise ValidationError(f"{path}: no strategy configs (*.yaml, *.yml) in this directory")
-    return files
 
 
 def _display_path(path: Path) -> str:

@@ -28,6 +28,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from sklearn.metrics import accuracy_score, log_loss, precision_score, roc_auc_score
 
+from common.jobs import enqueue_on_commit
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from marketdata.services import normalize_symbols
@@ -122,20 +123,15 @@ def model_artifact_create(
 
 
 def model_artifact_submit(*, artifact: ModelArtifact) -> ModelArtifact:
-    """Queue the ``quant.train_model`` task once the surrounding transaction has committed."""
-    from django.db import transaction
-
-    from research.tasks import train_model
-
-    def enqueue() -> None:
-        try:
-            result = train_model.delay(artifact.pk)
-        except Exception as error:  # broker down: say so on the artifact, not a silent queue
-            _finish(artifact, ModelStatus.FAILED, error=f"could not queue the training: {error}")
-            return
-        ModelArtifact.objects.filter(pk=artifact.pk).update(task_id=result.id or "")
-
-    transaction.on_commit(enqueue)
+    """Queue the training (task ``quant.train_model``) once the surrounding transaction has
+    committed; a broker that refuses it fails the artifact with the reason."""
+    enqueue_on_commit(
+        "quant.train_model",
+        artifact.pk,
+        queued=lambda task_id: ModelArtifact.objects.filter(pk=artifact.pk).update(task_id=task_id),
+        failed=lambda message: model_artifact_finish(artifact, ModelStatus.FAILED, error=message),
+        what="training",
+    )
     return artifact
 
 
@@ -155,16 +151,16 @@ def model_artifact_train(*, artifact_id: int) -> ModelArtifact:
         digest = file_hash(content)
         path = default_storage.save(_file_name(artifact, digest), ContentFile(content))
     except ApplicationError as error:
-        _finish(artifact, ModelStatus.FAILED, error=error.message)
+        model_artifact_finish(artifact, ModelStatus.FAILED, error=error.message)
         log.warning("model.failed", artifact=artifact.pk, error=error.message)
         return artifact
     except Exception as error:
-        _finish(
+        model_artifact_finish(
             artifact, ModelStatus.FAILED, error=f"internal error: {type(error).__name__}: {error}"
         )
         log.exception("model.crashed", artifact=artifact.pk)
         raise
-    stored = _finish(
+    stored = model_artifact_finish(
         artifact,
         ModelStatus.READY,
         file=path,
@@ -373,7 +369,7 @@ def _file_name(artifact: ModelArtifact, digest: str) -> str:
     return f"models/{slug}/{artifact.pk}-{digest[:12]}.json"
 
 
-def _finish(artifact: ModelArtifact, status: str, **fields: Any) -> bool:
+def model_artifact_finish(artifact: ModelArtifact, status: str, **fields: Any) -> bool:
     """Compare-and-swap TRAINING -> ``status`` with every result field in one UPDATE."""
     changed = ModelArtifact.objects.filter(pk=artifact.pk, status=ModelStatus.TRAINING).update(
         status=status, finished_at=timezone.now(), **fields

@@ -15,8 +15,21 @@ from common.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, respon
 from common.auth import Role, acting_user, require_role
 from quant.errors import NotFoundError, ValidationError
 from quant.risk.state import TradingState
+from research.selectors import approval_get, strategy_by_id
+from research.selectors import approvals_list as approvals
 from risk import selectors
-from risk.models import KillSwitchState, RiskLimitChange
+from risk.approvals import approval_decide as decide
+from risk.approvals import strategy_mode_transition
+from risk.gateway import trading_state
+from risk.models import KillSwitchState, RiskLimitChange, StrategyRiskLimit
+from risk.services import (
+    killswitch_activate,
+    killswitch_deactivate,
+    limit_change_approve,
+    limit_change_reject,
+)
+from risk.services import limit_change_request as request_change
+from trading.services.pauses import strategy_pause_lift
 
 controls_router = Router(tags=["controls"])
 risk_router = Router(tags=["risk"])
@@ -41,7 +54,6 @@ class ApprovalOut(Out):
     decision_note: str
 
 
-
 def approval_out(approval: Any) -> dict[str, Any]:
     return {
         "id": approval.pk,
@@ -57,7 +69,6 @@ def approval_out(approval: Any) -> dict[str, Any]:
         "decided_at": approval.decided_at,
         "decision_note": approval.decision_note,
     }
-
 
 
 # --- kill switch ------------------------------------------------------------------------
@@ -120,7 +131,6 @@ def kill_switch_status(request: HttpRequest) -> dict[str, Any]:
 def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, Any]:
     """Activate (operator; a reason is required) or deactivate (admin, with the admin code)
     the kill switch of one scope. A wrong admin code is refused with 403 and audited."""
-    from risk.services import killswitch_activate, killswitch_deactivate
 
     if payload.action == "activate":
         principal = require_role(request, Role.OPERATOR)
@@ -214,9 +224,6 @@ def trading_state_list(request: HttpRequest, filters: Query[TradingStateFilters]
 def pause_lift(request: HttpRequest, payload: PauseLiftIn) -> dict[str, Any]:
     """Lift a strategy's pause in one mode (admin; a reason is required). The breached
     measure starts afresh: the drawdown from today's equity, the session's loss from zero."""
-    from research.selectors import strategy_by_id
-    from risk.gateway import trading_state
-    from trading.services.pauses import strategy_pause_lift
 
     principal = require_role(request, Role.ADMIN)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
@@ -269,8 +276,6 @@ def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[A
     """Move a strategy between research, paper and live (admin). A demotion applies at once
     (200); a promotion opens an approval request that a second admin decides (202), with its
     evidence: backtest runs for paper, paper results for live. One gate at a time."""
-    from research.selectors import approval_get, strategy_by_id
-    from risk.approvals import strategy_mode_transition
 
     principal = require_role(request, Role.ADMIN)
     done = strategy_mode_transition(
@@ -295,7 +300,6 @@ def mode_transition(request: HttpRequest, payload: ModeTransitionIn) -> Status[A
 @controls_router.get("/approvals", response=responses(200, Page(ApprovalOut), 422))
 def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dict[str, Any]:
     """Approval requests (strategy review, promotions), newest first."""
-    from research.selectors import approvals_list as approvals
 
     require_role(request, Role.VIEWER)
     queryset = approvals(status=filters.status, strategy_id=filters.strategy_id)
@@ -308,8 +312,6 @@ def approvals_list(request: HttpRequest, filters: Query[ApprovalFilters]) -> dic
 )
 def approval_decide(request: HttpRequest, approval_id: Id, payload: DecisionIn) -> dict[str, Any]:
     """Approve (and apply) or reject a pending request (admin; not the requester)."""
-    from research.selectors import approval_get
-    from risk.approvals import approval_decide as decide
 
     principal = require_role(request, Role.ADMIN)
     approval = approval_get(approval_id=approval_id)
@@ -389,8 +391,6 @@ def limits(request: HttpRequest) -> dict[str, Any]:
     """The platform limits in force, each strategy's stored limits and the pending changes."""
     from dataclasses import asdict
 
-    from risk.models import StrategyRiskLimit
-
     require_role(request, Role.VIEWER)
     rows = StrategyRiskLimit.objects.select_related("strategy").order_by("strategy__name")
     return {
@@ -415,8 +415,6 @@ def limits(request: HttpRequest) -> dict[str, Any]:
 @risk_router.post("/limit-changes", response=responses(201, Data(LimitChangeOut), 403, 404, 422))
 def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status[Any]:
     """Ask for new limits (admin); a second admin approves before they apply."""
-    from research.selectors import strategy_by_id
-    from risk.services import limit_change_request as request_change
 
     principal = require_role(request, Role.ADMIN)
     if payload.scope == "strategy" and payload.strategy_id is None:
@@ -438,7 +436,6 @@ def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status
 )
 def limit_change_decide(request: HttpRequest, change_id: Id, payload: DecisionIn) -> dict[str, Any]:
     """Approve (and apply at once) or reject a pending limit change (admin; not the requester)."""
-    from risk.services import limit_change_approve, limit_change_reject
 
     principal = require_role(request, Role.ADMIN)
     change, user = _change(change_id), acting_user(principal)

@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from backtests.models import BacktestRun, RunStatus
 from quant.errors import ConflictError, GateClosedError, SelfApprovalError, ValidationError
 from research.models import (
     ApprovalKind,
@@ -34,6 +35,7 @@ from research.models import (
     StrategyMode,
 )
 from research.services import strategy_mode_set
+from trading.models import Fill, Position
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +179,6 @@ def approval_request(
 
 
 def _backtest_evidence(strategy: Strategy, run_ids: list[int] | None) -> list[dict[str, Any]]:
-    from backtests.models import BacktestRun, RunStatus
 
     runs = BacktestRun.objects.filter(strategy=strategy, status=RunStatus.SUCCEEDED)
     if run_ids:
@@ -209,7 +210,6 @@ def _backtest_evidence(strategy: Strategy, run_ids: list[int] | None) -> list[di
 
 def paper_results(*, strategy: Strategy) -> dict[str, Any]:
     """What paper trading has shown so far: since when, fills, realized P&L, positions."""
-    from trading.models import Fill, Position
 
     since = (
         ModeChange.objects.filter(strategy=strategy, to_mode=StrategyMode.PAPER)

@@ -38,6 +38,7 @@ from risk.reads import (
     positions_of,
     risk_overrides,
 )
+from risk.selectors import kill_switch_blocking
 from trading.models import Order, OrderSource, Position, StrategyRuntime
 from trading.services.pauses import pause_of, strategy_pause
 
@@ -158,7 +159,6 @@ def strategy_view(
 
 
 def kill_switch_view(strategy_id: int, *, lock: bool) -> KillSwitchView:
-    from risk.selectors import kill_switch_blocking
 
     state = kill_switch_blocking(strategy_id=strategy_id, lock=lock)
     if state is None:

@@ -40,8 +40,8 @@ from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, RiskLimits, Stra
 from quant.risk.values import KillSwitchView
 from quant.strategies.config import RiskOverrides
 from research.models import Strategy, StrategyVersion
+from risk.locks import kill_switch_lock_statement
 from risk.models import GLOBAL, KillSwitchState, RiskLimitSet, StrategyRiskLimit
-from risk.selectors import kill_switch_lock_statement
 from trading.models import AccountSnapshot, Position, SafeMode, StrategyRuntime
 
 ADV_SESSIONS = 20

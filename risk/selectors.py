@@ -11,12 +11,12 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from common.db.locks import advisory_lock_statement, advisory_xact_lock
 from quant.errors import NotFoundError
 from quant.risk.limits import RiskLimits, StrategyLimits, effective_limits
 from quant.risk.state import MODES_ALLOWED, TRADING_MODES, TradingState
 from quant.risk.values import KillSwitchView
 from research.models import Strategy, StrategyMode
+from risk.locks import kill_switch_lock
 from risk.models import (
     GLOBAL,
     AdminCode,
@@ -26,6 +26,9 @@ from risk.models import (
     RiskLimitSet,
     StrategyRiskLimit,
 )
+from risk.reads import risk_overrides
+from trading.models import SafeMode, StrategyRuntime
+from trading.services.pauses import pause_of
 
 
 def limits_current() -> RiskLimits:
@@ -42,7 +45,6 @@ def strategy_limits_for(*, strategy: Strategy) -> StrategyLimits:
 
 def limits_effective_for(*, strategy: Strategy) -> tuple[RiskLimits, StrategyLimits]:
     """The limits the strategy trades under: stored limits tightened by its config's ``risk:``."""
-    from risk.reads import risk_overrides
 
     version = strategy.current_version
     overrides = risk_overrides(version.pk, version.content_hash) if version is not None else None
@@ -93,23 +95,6 @@ def killswitch_status() -> list[KillSwitchState]:
     return sorted(states, key=lambda s: (s.scope != GLOBAL, s.strategy.name if s.strategy else ""))
 
 
-# The advisory lock every kill-switch writer holds exclusively and every locking check holds
-# shared: one lock for all scopes (activations are rare, checks are many).
-KILL_SWITCH_LOCK_NAMESPACE = 0x4B_53_57  # "KSW"
-KILL_SWITCH_LOCK_KEY = "kill_switch"
-
-
-def kill_switch_lock_statement() -> tuple[str, list[object]]:
-    """The statement that takes the kill-switch lock shared, to send ahead of reads with
-    ``prepared.fetch_together``."""
-    return advisory_lock_statement(KILL_SWITCH_LOCK_NAMESPACE, KILL_SWITCH_LOCK_KEY, shared=True)
-
-
-def kill_switch_lock(*, shared: bool) -> None:
-    """Take the kill-switch lock until the transaction ends (PostgreSQL; SQLite: nothing)."""
-    advisory_xact_lock(KILL_SWITCH_LOCK_NAMESPACE, KILL_SWITCH_LOCK_KEY, shared=shared)
-
-
 def kill_switch_blocking(*, strategy_id: int | None, lock: bool = False) -> KillSwitchState | None:
     """The active kill switch that blocks orders of ``strategy_id`` (the global one first).
 
@@ -143,8 +128,6 @@ def trading_states(*, now: datetime, strategy_id: int | None = None) -> list[Tra
     """The trading state of every active strategy (or one) in each mode it may trade in, and
     in any mode where it is paused: four reads whatever the number of strategies. The same
     ``TradingState`` the gateway decides with (``risk.gateway.trading_state`` for one)."""
-    from trading.models import SafeMode, StrategyRuntime
-    from trading.services.pauses import pause_of
 
     strategies = Strategy.objects.filter(is_active=True).order_by("name")
     if strategy_id is not None:

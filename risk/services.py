@@ -34,6 +34,7 @@ from quant.strategies.registry import did_you_mean
 from research.models import Strategy
 from risk import selectors
 from risk.approvals import four_eyes
+from risk.locks import kill_switch_lock
 from risk.models import (
     GLOBAL,
     AdminCode,
@@ -206,7 +207,7 @@ def _apply(change: RiskLimitChange) -> None:
 def _locked_state(strategy: Strategy | None) -> KillSwitchState:
     """Take the kill-switch lock exclusively (checks in progress finish first, later ones wait
     for this commit), then lock the global row and the scope's own row."""
-    selectors.kill_switch_lock(shared=False)
+    kill_switch_lock(shared=False)
     glob = selectors.killswitch_global()
     glob = KillSwitchState.objects.select_for_update().get(pk=glob.pk)
     if strategy is None:

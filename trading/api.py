@@ -26,9 +26,11 @@ from common.api import (
 from common.auth import Role, acting_user, require_role
 from quant.errors import ApplicationError
 from quant.orders.fsm import OrderStatus
+from research.selectors import strategy_by_id
 from trading import selectors
 from trading.metrics import metrics_summary
-from trading.models import Order, Position
+from trading.models import Order, OrderSource, Position
+from trading.services.submit import order_submit
 
 positions_router = Router(tags=["positions"])
 metrics_router = Router(tags=["metrics"])
@@ -277,9 +279,6 @@ def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
     """A manual order through the risk gateway (operator). A strategy trades only in a mode it
     was promoted to: otherwise 409 ``gate_closed`` and nothing is stored. A rejection by the
     gateway answers 422 ``risk_rejected`` with its reason verbatim; the order stays on record."""
-    from research.selectors import strategy_by_id
-    from trading.models import OrderSource
-    from trading.services.submit import order_submit
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)

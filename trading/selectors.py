@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet
 
+from marketdata.prices import last_prices
 from quant.errors import NotFoundError
 from trading.models import Fill, Order, Position
 
@@ -66,7 +67,6 @@ class PositionValue:
 
 def positions_valued(positions: Iterable[Position]) -> list[PositionValue]:
     """The positions with their newest closes, read in one statement for all symbols."""
-    from marketdata.prices import last_prices
 
     rows = list(positions)
     prices = last_prices(p.symbol for p in rows)

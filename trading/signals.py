@@ -8,12 +8,13 @@ from typing import Any
 import structlog
 from celery.signals import worker_ready
 
+from trading.tasks import modes_in_use, reconcile_mode
+
 log = structlog.get_logger(__name__)
 
 
 @worker_ready.connect
 def reconcile_on_start(**_: Any) -> None:
-    from trading.tasks import modes_in_use, reconcile_mode
 
     for mode in modes_in_use():
         try:

@@ -7,9 +7,13 @@ from typing import Any
 from celery import shared_task
 from django.db.models import Q
 
+from quant.clock import SystemClock
 from quant.orders.fsm import OPEN_STATUSES
 from research.models import Strategy, StrategyMode
+from trading.brokers import broker_for_mode
 from trading.models import Order, Position
+from trading.services.loop import trading_tick_all
+from trading.services.reconcile import orders_sync, reconcile
 
 
 def modes_in_use() -> list[str]:
@@ -29,8 +33,6 @@ def modes_in_use() -> list[str]:
 
 
 def reconcile_mode(mode: str) -> dict[str, Any]:
-    from trading.brokers import broker_for_mode
-    from trading.services.reconcile import reconcile
 
     run = reconcile(mode=mode, broker=broker_for_mode(mode))
     return {
@@ -43,15 +45,12 @@ def reconcile_mode(mode: str) -> dict[str, Any]:
 
 @shared_task(name="trading.tick", ignore_result=True)
 def tick() -> list[dict[str, Any]]:
-    from trading.services.loop import trading_tick_all
 
     return [r.__dict__ for r in trading_tick_all()]
 
 
 @shared_task(name="trading.poll_orders", ignore_result=True)
 def poll_orders() -> int:
-    from trading.brokers import broker_for_mode
-    from trading.services.reconcile import orders_sync
 
     changed = 0
     for mode in set(
@@ -69,6 +68,5 @@ def reconcile_all() -> list[dict[str, Any]]:
 
 
 def _clock() -> Any:
-    from quant.clock import SystemClock
 
     return SystemClock()

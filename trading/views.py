@@ -27,6 +27,4 @@ FRAGMENTS = {
 @require_GET
 @dashboard_view
 def positions(request: HttpRequest) -> HttpResponse:
-    return render_page(
-        request, "trading/positions.html", FRAGMENTS, pages.manual_order_choices
-    )
+    return render_page(request, "trading/positions.html", FRAGMENTS, pages.manual_order_choices)

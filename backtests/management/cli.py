@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from argparse import ArgumentParser
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from common.options import day_option, decimal_option
 from marketdata.domain import Timeframe
+from marketdata.providers.files import read_bar_file
 from quant.backtest import MarketData
+from quant.errors import ApplicationError
 from quant.strategies.config import StrategyConfig, config_load
 
 __all__ = [
+    "JobCommand",
+    "RunConfigs",
     "add_output_arguments",
     "add_period_and_cost_arguments",
     "add_strategy_arguments",
@@ -63,14 +67,19 @@ def check_output_options(options: dict[str, Any]) -> None:
         raise CommandError("--async returns before the run ends: read its reports from the admin")
 
 
-def strategy_configs(
-    options: dict[str, Any],
-) -> tuple[StrategyConfig, tuple[str, ...] | None, StrategyConfig]:
+class RunConfigs(NamedTuple):
     """The file's config, the ``--symbol`` override (None without one) and the config to run."""
+
+    file_config: StrategyConfig
+    symbols: tuple[str, ...] | None
+    config: StrategyConfig
+
+
+def strategy_configs(options: dict[str, Any]) -> RunConfigs:
     file_config = config_load(options["config"])
     symbols = tuple(s.strip().upper() for s in options["symbol"] or ()) or None
     config = file_config.model_copy(update={"symbols": symbols}) if symbols else file_config
-    return file_config, symbols, config
+    return RunConfigs(file_config, symbols, config)
 
 
 def period_and_costs(options: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +99,6 @@ def csv_market_data(
     """One symbol's bars from a CSV/Parquet file (``--csv``), checked like imported bars."""
     import pandas as pd
 
-    from marketdata.providers.files import read_bar_file
-
     if len(config.symbols) != 1:
         raise CommandError(
             f"--csv holds one symbol's bars, but the config names {len(config.symbols)} "
@@ -110,3 +117,18 @@ def csv_market_data(
         index=pd.DatetimeIndex([b.ts for b in bars], name="ts"),
     )
     return MarketData.from_frames({symbol: frame}, symbols=(symbol,), start=start, end=end)
+
+
+class JobCommand(BaseCommand):
+    """``run_backtest`` and ``walk_forward``: the output flags are checked and the strategy
+    config read before ``run``; an ``ApplicationError`` is a ``CommandError`` with its message."""
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            check_output_options(options)
+            self.run(options, strategy_configs(options))
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
+
+    def run(self, options: dict[str, Any], configs: RunConfigs) -> None:
+        raise NotImplementedError

@@ -143,7 +143,10 @@ def overview(request: HttpRequest) -> HttpResponse:
 def health(request: HttpRequest) -> HttpResponse:
     fragments = {
         "health": Fragment(
-            "monitoring/_health.html", lambda r: health_status(), NORMAL_MS, ("health", "killswitch")
+            "monitoring/_health.html",
+            lambda r: health_status(),
+            NORMAL_MS,
+            ("health", "killswitch"),
         )
     }
     return render_page(request, "monitoring/health.html", fragments)

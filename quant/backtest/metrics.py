@@ -165,6 +165,19 @@ def _drawdowns(values: npt.NDArray[np.float64], initial: float) -> tuple[float, 
     return float(falls.max()) + 0.0, float((falls / peaks).max()) * 100.0 + 0.0
 
 
+def drawdown_pct_series(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Per point, the fall from the running peak of ``values`` in % of that peak (<= 0); 0
+    while the peak is not positive. The drawdown charts draw it; unlike ``max_drawdown_pct``
+    the peak starts at the first value, not at the initial capital."""
+    equity = np.asarray(values, dtype=np.float64)
+    if not len(equity):
+        return equity.copy()
+    peak = np.maximum.accumulate(equity)
+    safe = np.where(peak > 0, peak, 1.0)
+    result: npt.NDArray[np.float64] = np.where(peak > 0, (equity / safe - 1.0) * 100.0, 0.0)
+    return result
+
+
 @dataclass(frozen=True)
 class _TradeStats:
     total: int

@@ -1,6 +1,10 @@
-"""Backtest reports: a JSON document and one standalone, offline HTML page with Plotly charts.
+"""Backtest reports: a JSON document, and the data of the report page (figures included).
 
-No Django here: the engine's ``BacktestResult`` goes in, plain data or a string comes out.
+No Django here: the engine's ``BacktestResult`` goes in, plain data comes out.
+:meth:`ReportGenerator.generate_json` is the JSON report; :meth:`ReportGenerator.generate_context`
+is everything the HTML page shows (:class:`RunReport`: header facts, metric rows, the Plotly
+figures, table rows, configs), every value already formatted as text. The page itself is a
+Django template rendered by ``backtests.reports``.
 
 Downsampling. Long runs (up to a million bars) would make multi-megabyte JSON documents and
 sluggish charts, so every long series is cut to at most ``MAX_POINTS`` (5000) points with a
@@ -11,9 +15,8 @@ survive (a plain stride would skip them), the global maximum and minimum are alw
 and the line keeps its envelope. The same indices serve the JSON ``equity_curve`` (which then
 also carries ``equity_curve_points``, the original count) and the charts.
 
-HTML. plotly.js is embedded inline exactly once (``plotly.offline.get_plotlyjs()``, about
-4.8 MB), and each figure is rendered with ``include_plotlyjs=False``, so the page works without
-a network. Every piece of text from the result is passed through ``html.escape``.
+Text from the result that goes into a figure title or hover label is escaped here (plotly
+renders those strings as HTML-like markup); the page template escapes everything else.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import PurePath
@@ -37,8 +41,8 @@ import numpy.typing as npt
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io
-import plotly.offline
 
+from quant.backtest.metrics import drawdown_pct_series
 from quant.backtest.results import BacktestResult, EquityCurve, money
 
 MAX_POINTS = 5000  # per JSON curve and per chart line
@@ -77,6 +81,85 @@ METRIC_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("turnover", "Turnover", "ratio"),
     ("periods_per_year", "Periods per year", "ratio"),
 )
+
+
+# --------------------------------------------------------------------------- page data
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One labelled fact of a report's header (or one headline figure)."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of a metrics table: label, formatted value, "pos" / "neg" / "" sign."""
+
+    label: str
+    value: str
+    sign: str = ""
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One Plotly figure of a report page and the id of the element it is drawn in."""
+
+    div_id: str
+    figure: go.Figure
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    symbol: str
+    side: str
+    quantity: str
+    entry_time: str
+    entry_price: str
+    last_price: str
+    market_value: str
+    unrealized_pnl: str
+    unrealized_pnl_sign: str
+
+
+@dataclass(frozen=True)
+class TradeRow:
+    number: str
+    symbol: str
+    side: str
+    quantity: str
+    entry_time: str
+    entry_price: str
+    exit_time: str
+    exit_price: str
+    commission: str
+    pnl: str
+    pnl_sign: str
+    return_pct: str
+    return_sign: str
+    bars_held: str
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything the backtest report page shows, formatted (signs are "pos", "neg" or "")."""
+
+    title: str
+    strategy: str
+    final_equity: str
+    total_return: str
+    total_return_sign: str
+    facts: list[Fact]
+    metrics: list[MetricRow]
+    charts: list[Chart]
+    positions: list[PositionRow]
+    trades: list[TradeRow]  # the first ``max_trades``
+    trades_note: str
+    backtest_config: str  # JSON, indented
+    strategy_config: str  # JSON, indented
+    generated: str
 
 
 # --------------------------------------------------------------------------- helpers
@@ -155,6 +238,11 @@ def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _minute(value: datetime) -> str:
+    """A time as the report tables show it: UTC, to the minute."""
+    return f"{_naive_utc(value):%Y-%m-%d %H:%M}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -236,11 +324,27 @@ def _sign_class(value: Decimal | None) -> str:
     return "pos" if value > 0 else "neg"
 
 
+def metric_rows(values: Mapping[str, Any], *, signed: Collection[str] = ()) -> list[MetricRow]:
+    """The ``METRIC_FIELDS`` of ``values`` (a metrics object's ``__dict__``), formatted; the
+    fields named in ``signed`` carry the sign of their (Decimal) value."""
+    rows = []
+    for name, label, kind in METRIC_FIELDS:
+        value = values.get(name)
+        sign = _sign_class(value) if name in signed and isinstance(value, Decimal) else ""
+        rows.append(MetricRow(label, _format_metric(value, kind), sign))
+    return rows
+
+
+def generated_stamp() -> str:
+    """The time a report page is generated, as it shows: ``2024-01-02 03:04 UTC``."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 # --------------------------------------------------------------------------- report
 
 
 class ReportGenerator:
-    """Renders one ``BacktestResult`` as a JSON document or a standalone HTML page."""
+    """Turns one ``BacktestResult`` into a JSON document or the data of its report page."""
 
     def __init__(self, *, max_points: int = MAX_POINTS, max_trades: int = MAX_TABLE_TRADES):
         self.max_points = max_points
@@ -285,13 +389,67 @@ class ReportGenerator:
             )
         ]
 
-    # ----------------------------------------------------------------------- HTML
+    # ----------------------------------------------------------------------- page context
 
-    def generate_html(self, result: BacktestResult) -> str:
-        """One offline HTML page: header, metrics, charts, open positions, trades, config."""
+    def generate_context(self, result: BacktestResult) -> RunReport:
+        """What the report page shows, as data: header facts, metrics, figures, tables and
+        configs, every value already formatted (``backtests.reports`` renders the page)."""
+        metrics = result.metrics
+        return RunReport(
+            title=f"Backtest report: {result.strategy_id}",
+            strategy=result.strategy_id,
+            final_equity=_format_decimal(result.final_equity),
+            total_return=_format_metric(metrics.total_return_pct, "pct"),
+            total_return_sign=_sign_class(metrics.total_return_pct),
+            facts=self._facts(result),
+            metrics=metric_rows(
+                metrics.__dict__, signed=("total_return", "total_return_pct", "cagr_pct")
+            ),
+            charts=self.charts(result),
+            positions=[
+                PositionRow(
+                    symbol=p.symbol,
+                    side=p.side,
+                    quantity=_format_decimal(p.quantity),
+                    entry_time=_minute(p.entry_time),
+                    entry_price=str(p.entry_price),
+                    last_price=str(p.last_price),
+                    market_value=_format_decimal(p.market_value),
+                    unrealized_pnl=_format_decimal(p.unrealized_pnl),
+                    unrealized_pnl_sign=_sign_class(p.unrealized_pnl),
+                )
+                for p in result.open_positions
+            ],
+            trades=[
+                TradeRow(
+                    number=str(number),
+                    symbol=t.symbol,
+                    side=t.side,
+                    quantity=_format_decimal(t.quantity),
+                    entry_time=_minute(t.entry_time),
+                    entry_price=str(t.entry_price),
+                    exit_time=_minute(t.exit_time),
+                    exit_price=str(t.exit_price),
+                    commission=_format_decimal(t.commission),
+                    pnl=_format_decimal(t.pnl),
+                    pnl_sign=_sign_class(t.pnl),
+                    return_pct=f"{t.return_pct}%",
+                    return_sign=_sign_class(t.return_pct),
+                    bars_held=str(t.bars_held),
+                )
+                for number, t in enumerate(result.trades[: self.max_trades], start=1)
+            ],
+            trades_note=self._trades_note(len(result.trades)),
+            backtest_config=json.dumps(jsonable(result.config.as_dict()), indent=2),
+            strategy_config=json.dumps(jsonable(result.strategy_config), indent=2, sort_keys=True),
+            generated=generated_stamp(),
+        )
+
+    def charts(self, result: BacktestResult) -> list[Chart]:
+        """Equity, drawdown, one close-and-trades chart per symbol, monthly returns."""
         charts = [
-            ("Equity", self._equity_figure(result), "chart-equity"),
-            ("Drawdown", self._drawdown_figure(result), "chart-drawdown"),
+            Chart("chart-equity", self._equity_figure(result)),
+            Chart("chart-drawdown", self._drawdown_figure(result)),
         ]
         used: set[str] = set()
         for symbol in _symbols(result):
@@ -300,189 +458,41 @@ class ReportGenerator:
             if div_id in used:
                 div_id = f"{div_id}-{len(used)}"
             used.add(div_id)
-            charts.append((f"Price: {symbol}", self._price_figure(result, symbol), div_id))
-        charts.append(("Monthly returns", self._monthly_figure(result), "chart-monthly"))
+            charts.append(Chart(div_id, self._price_figure(result, symbol)))
+        charts.append(Chart("chart-monthly", self._monthly_figure(result)))
+        return charts
 
-        chart_html = "\n".join(
-            '<section class="card chart">'
-            + figure.to_html(
-                full_html=False,
-                include_plotlyjs=False,
-                div_id=div_id,
-                config={"displaylogo": False, "responsive": True},
-                default_width="100%",
-                default_height=f"{figure.layout.height or 380}px",
-            )
-            + "</section>"
-            for _, figure, div_id in charts
-        )
-        title = f"Backtest report: {result.strategy_id}"
-        return _PAGE.format(
-            title=html.escape(title),
-            css=_CSS,
-            plotly_js=_plotly_js(),
-            header=self._header_html(result),
-            metrics=self._metrics_html(result),
-            charts=chart_html,
-            positions=self._positions_html(result),
-            trades=self._trades_html(result),
-            config=self._config_html(result),
-            generated=html.escape(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
-        )
-
-    # ----------------------------------------------------------------------- HTML parts
-
-    def _header_html(self, result: BacktestResult) -> str:
+    @staticmethod
+    def _facts(result: BacktestResult) -> list[Fact]:
         start, end = _period(result)
         period = (
             f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
             if start is not None and end is not None
             else "—"
         )
-        metrics = result.metrics
         facts = [
-            ("Strategy", result.strategy_id),
-            ("Symbols", ", ".join(_symbols(result)) or "—"),
-            ("Period", period),
-            ("Timeframe", result.config.timeframe),
-            ("Bars", f"{len(result.equity_curve):,}"),
-            ("Initial capital", _format_decimal(result.config.initial_capital)),
+            Fact("Strategy", result.strategy_id),
+            Fact("Symbols", ", ".join(_symbols(result)) or "—"),
+            Fact("Period", period),
+            Fact("Timeframe", result.config.timeframe),
+            Fact("Bars", f"{len(result.equity_curve):,}"),
+            Fact("Initial capital", _format_decimal(result.config.initial_capital)),
         ]
         mode = result.metadata.get("engine_mode")
         if mode:
-            facts.append(("Engine mode", str(mode)))
-        facts.append(("Backtest id", str(result.backtest_id)))
-        items = "".join(
-            f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd></div>"
-            for label, value in facts
-        )
-        change = _format_metric(metrics.total_return_pct, "pct")
-        sign = _sign_class(metrics.total_return_pct)
-        return (
-            '<header class="card">'
-            f"<h1>{html.escape(result.strategy_id)}</h1>"
-            '<div class="headline">'
-            f'<div><span class="label">Final equity</span>'
-            f'<span class="big">{html.escape(_format_decimal(result.final_equity))}</span></div>'
-            f'<div><span class="label">Total return</span>'
-            f'<span class="big {sign}">{html.escape(change)}</span></div>'
-            "</div>"
-            f'<dl class="facts">{items}</dl>'
-            "</header>"
-        )
+            facts.append(Fact("Engine mode", str(mode)))
+        facts.append(Fact("Backtest id", str(result.backtest_id)))
+        return facts
 
-    def _metrics_html(self, result: BacktestResult) -> str:
-        values = result.metrics.__dict__
-        rows = []
-        for name, label, kind in METRIC_FIELDS:
-            value = values.get(name)
-            css = (
-                _sign_class(value)
-                if name in ("total_return", "total_return_pct", "cagr_pct")
-                and isinstance(value, Decimal)
-                else ""
+    def _trades_note(self, total: int) -> str:
+        if not total:
+            return "No closed trades."
+        if total > self.max_trades:
+            return (
+                f"Showing the first {self.max_trades:,} of {total:,} trades; "
+                "the JSON report holds them all."
             )
-            rows.append(
-                f"<tr><th>{html.escape(label)}</th>"
-                f'<td class="num {css}">{html.escape(_format_metric(value, kind))}</td></tr>'
-            )
-        return (
-            '<section class="card"><h2>Performance metrics</h2>'
-            f'<table class="metrics">{"".join(rows)}</table></section>'
-        )
-
-    def _positions_html(self, result: BacktestResult) -> str:
-        if not result.open_positions:
-            return ""
-        head = (
-            "Symbol",
-            "Side",
-            "Quantity",
-            "Entry time",
-            "Entry price",
-            "Last price",
-            "Market value",
-            "Unrealized P&L",
-        )
-        rows = []
-        for p in result.open_positions:
-            cells = [
-                _td(p.symbol),
-                _td(p.side),
-                _td(_format_decimal(p.quantity), "num"),
-                _td(f"{_naive_utc(p.entry_time):%Y-%m-%d %H:%M}"),
-                _td(str(p.entry_price), "num"),
-                _td(str(p.last_price), "num"),
-                _td(_format_decimal(p.market_value), "num"),
-                _td(_format_decimal(p.unrealized_pnl), f"num {_sign_class(p.unrealized_pnl)}"),
-            ]
-            rows.append(f"<tr>{''.join(cells)}</tr>")
-        return (
-            '<section class="card"><h2>Open positions at the end</h2>'
-            f'<div class="scroll"><table class="data">{_thead(head)}'
-            f"<tbody>{''.join(rows)}</tbody></table></div></section>"
-        )
-
-    def _trades_html(self, result: BacktestResult) -> str:
-        trades = result.trades
-        shown = trades[: self.max_trades]
-        head = (
-            "#",
-            "Symbol",
-            "Side",
-            "Quantity",
-            "Entry time",
-            "Entry price",
-            "Exit time",
-            "Exit price",
-            "Commission",
-            "P&L",
-            "Return %",
-            "Bars",
-        )
-        rows = []
-        for number, t in enumerate(shown, start=1):
-            cells = [
-                _td(str(number), "num muted"),
-                _td(t.symbol),
-                _td(t.side, "long" if t.side == "long" else "short"),
-                _td(_format_decimal(t.quantity), "num"),
-                _td(f"{_naive_utc(t.entry_time):%Y-%m-%d %H:%M}"),
-                _td(str(t.entry_price), "num"),
-                _td(f"{_naive_utc(t.exit_time):%Y-%m-%d %H:%M}"),
-                _td(str(t.exit_price), "num"),
-                _td(_format_decimal(t.commission), "num"),
-                _td(_format_decimal(t.pnl), f"num {_sign_class(t.pnl)}"),
-                _td(f"{t.return_pct}%", f"num {_sign_class(t.return_pct)}"),
-                _td(str(t.bars_held), "num"),
-            ]
-            rows.append(f"<tr>{''.join(cells)}</tr>")
-        if not trades:
-            note = '<p class="note">No closed trades.</p>'
-        elif len(trades) > len(shown):
-            note = (
-                f'<p class="note">Showing the first {len(shown):,} of {len(trades):,} trades; '
-                "the JSON report holds them all.</p>"
-            )
-        else:
-            note = f'<p class="note">{len(trades):,} closed trades.</p>'
-        table = (
-            f'<div class="scroll"><table class="data">{_thead(head)}'
-            f"<tbody>{''.join(rows)}</tbody></table></div>"
-            if shown
-            else ""
-        )
-        return f'<section class="card"><h2>Trades</h2>{note}{table}</section>'
-
-    def _config_html(self, result: BacktestResult) -> str:
-        config = json.dumps(jsonable(result.config.as_dict()), indent=2)
-        strategy = json.dumps(jsonable(result.strategy_config), indent=2, sort_keys=True)
-        return (
-            '<section class="card"><h2>Configuration</h2><div class="columns">'
-            f"<div><h3>Backtest</h3><pre>{html.escape(config)}</pre></div>"
-            f"<div><h3>Strategy</h3><pre>{html.escape(strategy)}</pre></div>"
-            "</div></section>"
-        )
+        return f"{total:,} closed trades."
 
     # ----------------------------------------------------------------------- figures
 
@@ -524,7 +534,7 @@ class ReportGenerator:
 
     def _drawdown_figure(self, result: BacktestResult) -> go.Figure:
         curve = result.equity_curve
-        percent = drawdown_pct(curve)
+        percent = drawdown_pct_series(curve.equity)
         keep = downsample_indices(percent, self.max_points)
         figure = go.Figure(
             go.Scatter(
@@ -668,109 +678,7 @@ class ReportGenerator:
         return figure
 
 
-def drawdown_pct(curve: EquityCurve) -> npt.NDArray[np.float64]:
-    """Fall from the running peak in % of the peak (<= 0); 0 where the peak is not positive."""
-    equity = np.asarray(curve.equity, dtype=np.float64)
-    if not len(equity):
-        return equity.copy()
-    peak = np.maximum.accumulate(equity)
-    safe = np.where(peak > 0, peak, 1.0)
-    result: npt.NDArray[np.float64] = np.where(peak > 0, (equity / safe - 1.0) * 100.0, 0.0)
-    return result
-
-
 def _titled(title: str, shown: int, total: int) -> str:
     if shown < total:
         return f"{title} ({shown:,} of {total:,} points shown)"
     return title
-
-
-def _td(text: str, css: str = "") -> str:
-    attr = f' class="{css.strip()}"' if css.strip() else ""
-    return f"<td{attr}>{html.escape(text)}</td>"
-
-
-def _thead(labels: Sequence[str]) -> str:
-    cells = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
-    return f"<thead><tr>{cells}</tr></thead>"
-
-
-@functools.cache
-def _plotly_js() -> str:
-    js: str = plotly.offline.get_plotlyjs()
-    # the bundle must not close its own <script> element early
-    return js.replace("</script", "<\\/script")
-
-
-_CSS = """
-:root { --fg: #1f2937; --muted: #6b7280; --line: #e5e7eb; --bg: #f5f7fa; --card: #ffffff;
-        --pos: #15803d; --neg: #b91c1c; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--fg);
-       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 20px 40px; }
-.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
-        padding: 18px 22px; margin-bottom: 18px; box-shadow: 0 1px 2px rgba(0,0,0,.04); }
-.card.chart { padding: 8px 10px; }
-h1 { margin: 0 0 12px; font-size: 24px; word-break: break-word; }
-h1::before { content: "Backtest report"; display: block; font-size: 12px; font-weight: 600;
-             letter-spacing: .06em; text-transform: uppercase; color: var(--muted); }
-h2 { margin: 0 0 12px; font-size: 17px; }
-h3 { margin: 0 0 6px; font-size: 14px; color: var(--muted); }
-.headline { display: flex; gap: 40px; margin-bottom: 14px; }
-.headline .label { display: block; font-size: 12px; color: var(--muted); }
-.headline .big { font-size: 26px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr));
-         gap: 8px 24px; margin: 0; }
-.facts dt { font-size: 12px; color: var(--muted); }
-.facts dd { margin: 0; word-break: break-word; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-table.metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
-                column-gap: 32px; }
-table.metrics tbody { display: contents; }
-table.metrics tr { display: flex; justify-content: space-between;
-                   border-bottom: 1px solid var(--line); padding: 6px 0; }
-table.metrics th { font-weight: 500; color: var(--muted); text-align: left; }
-table.data { width: 100%; font-size: 13px; }
-table.data th { position: sticky; top: 0; background: #f9fafb; text-align: left;
-                font-weight: 600; border-bottom: 2px solid var(--line); padding: 6px 8px;
-                white-space: nowrap; }
-table.data td { border-bottom: 1px solid var(--line); padding: 5px 8px; white-space: nowrap; }
-table.data tbody tr:nth-child(even) { background: #fafbfc; }
-.num { text-align: right; }
-.pos { color: var(--pos); }
-.neg { color: var(--neg); }
-.muted { color: var(--muted); }
-td.long { color: var(--pos); }
-td.short { color: var(--neg); }
-.scroll { max-height: 640px; overflow: auto; border: 1px solid var(--line); border-radius: 6px; }
-.note { color: var(--muted); margin: 0 0 10px; }
-.columns { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
-pre { background: #f9fafb; border: 1px solid var(--line); border-radius: 6px; padding: 10px;
-      margin: 0; overflow: auto; font-size: 12px; }
-footer { color: var(--muted); font-size: 12px; text-align: center; }
-@media (max-width: 760px) { .columns { grid-template-columns: 1fr; } }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-<script type="text/javascript">{plotly_js}</script>
-</head>
-<body>
-<main>
-{header}
-{metrics}
-{charts}
-{positions}
-{trades}
-{config}
-<footer>Generated {generated}. Times are UTC. Self-contained: works offline.</footer>
-</main>
-</body>
-</html>
-"""

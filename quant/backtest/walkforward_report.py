@@ -1,9 +1,11 @@
-"""Walk-forward reports: a JSON document and one standalone, offline HTML page with Plotly.
+"""Walk-forward reports: a JSON document, and the data of the report page (figures included).
 
-No Django here. The helpers, styles and the inline plotly.js come from the backtest report
-(``quant.backtest.report``): plotly.js is embedded once, each figure renders without it,
-long curves are downsampled the same way (at most ``MAX_POINTS`` points, extremes kept) and
-every piece of text from the result is escaped.
+No Django here. :func:`generate_json` is the JSON report; :func:`generate_context` is
+everything the HTML page shows (:class:`WalkForwardReport`), every value already formatted as
+text; ``backtests.reports`` renders the page from it with the backtest report's skeleton.
+Helpers come from the backtest report (``quant.backtest.report``): long curves are
+downsampled the same way (at most ``MAX_POINTS`` points, extremes kept), and text from the
+result that goes into a figure is escaped there.
 
 Charts: the stitched out-of-sample equity (window boundaries marked, flagged windows shaded),
 the parameters chosen per window, the in-sample vs out-of-sample objective per window, and
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,26 +25,66 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from quant.backtest.report import (
-    _CSS,
     BLUE,
     GREEN,
     MAX_POINTS,
-    METRIC_FIELDS,
     RED,
+    Chart,
+    Fact,
+    MetricRow,
     ReportGenerator,
-    _format_metric,
     _naive_index,
-    _plotly_js,
-    _td,
-    _thead,
     _titled,
     downsample_indices,
+    generated_stamp,
     jsonable,
+    metric_rows,
 )
 from quant.backtest.walkforward import WalkForwardResult
 
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#dc2626", "#4b5563")
 _layout = ReportGenerator._layout
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    number: str
+    in_sample: str
+    out_of_sample: str
+    params: str
+    in_sample_objective: str
+    out_of_sample_objective: str
+    in_sample_trades: str
+    out_of_sample_trades: str
+    flag: str
+
+
+@dataclass(frozen=True)
+class StabilityRow:
+    name: str
+    most_common: str
+    share: str
+    distinct: str
+    coefficient_of_variation: str
+
+
+@dataclass(frozen=True)
+class WalkForwardReport:
+    """Everything the walk-forward report page shows, formatted."""
+
+    title: str
+    strategy: str
+    facts: list[Fact]
+    verdict: str
+    verdict_level: str  # "ok", "warn" or "bad"
+    verdict_figures: list[Fact]
+    flagged_note: str  # "" without flagged windows
+    metrics: list[MetricRow]
+    charts: list[Chart]
+    windows: list[WindowRow]
+    stability: list[StabilityRow]
+    overfitting_details: str  # JSON, indented
+    generated: str
 
 
 def generate_json(result: WalkForwardResult, *, max_points: int = MAX_POINTS) -> dict[str, Any]:
@@ -56,46 +99,57 @@ def generate_json(result: WalkForwardResult, *, max_points: int = MAX_POINTS) ->
     return document
 
 
-def generate_html(result: WalkForwardResult, *, max_points: int = MAX_POINTS) -> str:
-    """One offline page: header, verdict, aggregated metrics, charts, windows, stability."""
+def generate_context(
+    result: WalkForwardResult, *, max_points: int = MAX_POINTS
+) -> WalkForwardReport:
+    """What the report page shows: header facts, verdict, aggregated metrics, figures,
+    windows and parameter stability."""
+    stats = result.overfitting.as_dict()
+    pbo = stats["pbo"]
+    level = (
+        "bad" if pbo is not None and pbo > 0.5 else ("warn" if pbo is None or pbo >= 0.25 else "ok")
+    )
+    flagged = ""
+    if result.flagged_windows:
+        flagged = (
+            f"{len(result.flagged_windows)} of {len(result.windows)} "
+            "window(s) flagged: no grid point reached the minimum of trades in sample; "
+            "they hold cash out of sample."
+        )
+    return WalkForwardReport(
+        title=f"Walk-forward report: {result.strategy_config.name}",
+        strategy=result.strategy_config.name,
+        facts=_facts(result),
+        verdict=stats["verdict"],
+        verdict_level=level,
+        verdict_figures=_verdict_figures(stats),
+        flagged_note=flagged,
+        metrics=metric_rows(result.metrics.__dict__),
+        charts=charts(result, max_points=max_points),
+        windows=_window_rows(result),
+        stability=_stability_rows(result),
+        overfitting_details=json.dumps(jsonable(stats["details"]), indent=2),
+        generated=generated_stamp(),
+    )
+
+
+def charts(result: WalkForwardResult, *, max_points: int = MAX_POINTS) -> list[Chart]:
+    """Stitched equity, parameters per window, IS vs OOS objective, and the CSCV logits
+    when there is a PBO."""
     charts = [
-        (_equity_figure(result, max_points), "chart-wf-equity"),
-        (_params_figure(result), "chart-wf-params"),
-        (_scatter_figure(result), "chart-wf-scatter"),
+        Chart("chart-wf-equity", _equity_figure(result, max_points)),
+        Chart("chart-wf-params", _params_figure(result)),
+        Chart("chart-wf-scatter", _scatter_figure(result)),
     ]
     if result.overfitting.pbo is not None:
-        charts.append((_logits_figure(result), "chart-wf-logits"))
-    chart_html = "\n".join(
-        '<section class="card chart">'
-        + figure.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=div_id,
-            config={"displaylogo": False, "responsive": True},
-            default_width="100%",
-            default_height=f"{figure.layout.height or 380}px",
-        )
-        + "</section>"
-        for figure, div_id in charts
-    )
-    return _PAGE.format(
-        title=html.escape(f"Walk-forward report: {result.strategy_config.name}"),
-        css=_CSS + _EXTRA_CSS,
-        plotly_js=_plotly_js(),
-        header=_header_html(result),
-        verdict=_verdict_html(result),
-        metrics=_metrics_html(result),
-        charts=chart_html,
-        windows=_windows_html(result),
-        stability=_stability_html(result),
-        generated=html.escape(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
-    )
+        charts.append(Chart("chart-wf-logits", _logits_figure(result)))
+    return charts
 
 
-# --------------------------------------------------------------------------- HTML parts
+# --------------------------------------------------------------------------- page parts
 
 
-def _header_html(result: WalkForwardResult) -> str:
+def _facts(result: WalkForwardResult) -> list[Fact]:
     wf, windows = result.wf_config, result.windows
     period = (
         f"{windows[0].out_of_sample_start:%Y-%m-%d} → {windows[-1].out_of_sample_end:%Y-%m-%d}"
@@ -103,78 +157,33 @@ def _header_html(result: WalkForwardResult) -> str:
         else "—"
     )
     grid = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in wf.parameter_grid.items())
-    facts = [
-        ("Strategy class", result.strategy_config.class_name),
-        ("Symbols", ", ".join(result.strategy_config.symbols)),
-        ("Out-of-sample period", period),
-        ("Windows", f"{len(windows)} ({len(result.flagged_windows)} flagged)"),
-        ("Window type", wf.window_type.value),
-        (
+    return [
+        Fact("Strategy class", result.strategy_config.class_name),
+        Fact("Symbols", ", ".join(result.strategy_config.symbols)),
+        Fact("Out-of-sample period", period),
+        Fact("Windows", f"{len(windows)} ({len(result.flagged_windows)} flagged)"),
+        Fact("Window type", wf.window_type.value),
+        Fact(
             "In sample / out of sample / step",
             f"{wf.in_sample_days} / {wf.out_of_sample_days} / {wf.step_days} bars",
         ),
-        ("Objective", wf.objective.value),
-        ("Minimum trades", str(wf.min_trades_required)),
-        ("Grid", f"{result.grid_size} point(s): {grid or 'the config params only'}"),
+        Fact("Objective", wf.objective.value),
+        Fact("Minimum trades", str(wf.min_trades_required)),
+        Fact("Grid", f"{result.grid_size} point(s): {grid or 'the config params only'}"),
     ]
-    items = "".join(
-        f"<div><dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd></div>"
-        for label, value in facts
-    )
-    return (
-        '<header class="card">'
-        f"<h1>{html.escape(result.strategy_config.name)}</h1>"
-        f'<dl class="facts">{items}</dl></header>'
-    )
 
 
-def _verdict_html(result: WalkForwardResult) -> str:
-    stats = result.overfitting.as_dict()
+def _verdict_figures(stats: dict[str, Any]) -> list[Fact]:
     dsr, pbo, deg = stats["deflated_sharpe"], stats["pbo"], stats["degradation"]
-    figures = [
-        ("PBO (CSCV)", "—" if pbo is None else f"{pbo:.2f}"),
-        ("Deflated Sharpe ratio", "—" if dsr is None else f"{dsr:.2f}"),
-        (
+    return [
+        Fact("PBO (CSCV)", "—" if pbo is None else f"{pbo:.2f}"),
+        Fact("Deflated Sharpe ratio", "—" if dsr is None else f"{dsr:.2f}"),
+        Fact(
             "OOS / IS objective",
             "—" if not deg or deg["ratio"] is None else f"{deg['ratio']:.2f}",
         ),
-        ("Windows with OOS < IS", "—" if not deg else f"{deg['share_worse']:.0%}"),
+        Fact("Windows with OOS < IS", "—" if not deg else f"{deg['share_worse']:.0%}"),
     ]
-    cells = "".join(
-        f'<div><span class="label">{html.escape(k)}</span>'
-        f'<span class="big">{html.escape(v)}</span></div>'
-        for k, v in figures
-    )
-    level = (
-        "bad" if pbo is not None and pbo > 0.5 else ("warn" if pbo is None or pbo >= 0.25 else "ok")
-    )
-    flagged = ""
-    if result.flagged_windows:
-        flagged = (
-            f'<p class="note">{len(result.flagged_windows)} of {len(result.windows)} '
-            "window(s) flagged: no grid point reached the minimum of trades in sample; "
-            "they hold cash out of sample.</p>"
-        )
-    return (
-        f'<section class="card verdict {level}"><h2>Overfitting verdict</h2>'
-        f'<p id="verdict">{html.escape(stats["verdict"])}</p>'
-        f'<div class="headline">{cells}</div>{flagged}</section>'
-    )
-
-
-def _metrics_html(result: WalkForwardResult) -> str:
-    values = result.metrics.__dict__
-    rows = "".join(
-        f"<tr><th>{html.escape(label)}</th>"
-        f'<td class="num">{html.escape(_format_metric(values.get(name), kind))}</td></tr>'
-        for name, label, kind in METRIC_FIELDS
-    )
-    return (
-        '<section class="card"><h2>Aggregated out-of-sample metrics</h2>'
-        '<p class="note">Of the stitched out-of-sample equity curve and all out-of-sample '
-        "trades.</p>"
-        f'<table class="metrics">{rows}</table></section>'
-    )
 
 
 def _params_text(params: dict[str, Any] | None) -> str:
@@ -189,63 +198,43 @@ def _number(value: float | None) -> str:
     return f"{value:,.4f}"
 
 
-def _windows_html(result: WalkForwardResult) -> str:
-    head = (
-        "#",
-        "In sample",
-        "Out of sample",
-        "Best params",
-        "IS objective",
-        "OOS objective",
-        "IS trades",
-        "OOS trades",
-        "Flag",
-    )
+def _window_rows(result: WalkForwardResult) -> list[WindowRow]:
     rows = []
     for w in result.windows:
         is_trades = w.in_sample.trades if w.in_sample else None
         oos_trades = w.out_of_sample.trades if w.out_of_sample else None
-        cells = [
-            _td(str(w.plan.index), "num muted"),
-            _td(f"{w.in_sample_start:%Y-%m-%d} → {w.in_sample_end:%Y-%m-%d}"),
-            _td(f"{w.out_of_sample_start:%Y-%m-%d} → {w.out_of_sample_end:%Y-%m-%d}"),
-            _td(_params_text(w.best_params)),
-            _td(_number(w.in_sample_objective), "num"),
-            _td(_number(w.out_of_sample_objective), "num"),
-            _td("—" if is_trades is None else str(is_trades), "num"),
-            _td("—" if oos_trades is None else str(oos_trades), "num"),
-            _td(w.flag, "neg" if w.flag else ""),
-        ]
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        '<section class="card"><h2>Windows</h2>'
-        f'<div class="scroll"><table class="data">{_thead(head)}'
-        f"<tbody>{''.join(rows)}</tbody></table></div></section>"
-    )
+        rows.append(
+            WindowRow(
+                number=str(w.plan.index),
+                in_sample=f"{w.in_sample_start:%Y-%m-%d} → {w.in_sample_end:%Y-%m-%d}",
+                out_of_sample=(
+                    f"{w.out_of_sample_start:%Y-%m-%d} → {w.out_of_sample_end:%Y-%m-%d}"
+                ),
+                params=_params_text(w.best_params),
+                in_sample_objective=_number(w.in_sample_objective),
+                out_of_sample_objective=_number(w.out_of_sample_objective),
+                in_sample_trades="—" if is_trades is None else str(is_trades),
+                out_of_sample_trades="—" if oos_trades is None else str(oos_trades),
+                flag=w.flag,
+            )
+        )
+    return rows
 
 
-def _stability_html(result: WalkForwardResult) -> str:
-    if not result.parameter_stability:
-        return ""
-    head = ("Parameter", "Most common", "Share", "Distinct values", "Coefficient of variation")
+def _stability_rows(result: WalkForwardResult) -> list[StabilityRow]:
     rows = []
     for name, s in result.parameter_stability.items():
         share, cv = s["most_common_share"], s["coefficient_of_variation"]
-        cells = [
-            _td(name),
-            _td(str(s["most_common"])),
-            _td("—" if share is None else f"{share:.0%}", "num"),
-            _td(str(s["distinct"]), "num"),
-            _td("—" if cv is None else f"{cv:.3f}", "num"),
-        ]
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    details = json.dumps(jsonable(result.overfitting.as_dict()["details"]), indent=2)
-    return (
-        '<section class="card"><h2>Parameter stability</h2>'
-        f'<table class="data">{_thead(head)}<tbody>{"".join(rows)}</tbody></table>'
-        "<h3>Overfitting statistics</h3>"
-        f"<pre>{html.escape(details)}</pre></section>"
-    )
+        rows.append(
+            StabilityRow(
+                name=name,
+                most_common=str(s["most_common"]),
+                share="—" if share is None else f"{share:.0%}",
+                distinct=str(s["distinct"]),
+                coefficient_of_variation="—" if cv is None else f"{cv:.3f}",
+            )
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------- figures
@@ -418,36 +407,3 @@ def _logits_figure(result: WalkForwardResult) -> go.Figure:
     )
     figure.update_layout(hovermode="closest", showlegend=False)
     return figure
-
-
-_EXTRA_CSS = """
-h1::before { content: "Walk-forward report"; }
-.verdict { border-left: 6px solid var(--muted); }
-.verdict.ok { border-left-color: var(--pos); }
-.verdict.warn { border-left-color: #d97706; }
-.verdict.bad { border-left-color: var(--neg); }
-.verdict p#verdict { font-size: 15px; margin: 0 0 14px; }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-<script type="text/javascript">{plotly_js}</script>
-</head>
-<body>
-<main>
-{header}
-{verdict}
-{metrics}
-{charts}
-{windows}
-{stability}
-<footer>Generated {generated}. Times are UTC. Self-contained: works offline.</footer>
-</main>
-</body>
-</html>
-"""

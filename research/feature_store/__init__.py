@@ -19,7 +19,6 @@ from research.feature_store.cache import (
     version_definition,
 )
 from research.feature_store.sets import (
-    DefinitionFile,
     FeatureSetLoadReport,
     LoadedFeatureSet,
     feature_set_definitions_validate,
@@ -33,7 +32,6 @@ __all__ = [
     "BarsSpan",
     "CacheCounters",
     "CacheStatus",
-    "DefinitionFile",
     "FeatureLoad",
     "FeatureSetLoadReport",
     "LoadedFeatureSet",

@@ -6,7 +6,6 @@ validated first; one problem anywhere (reported with its file and field) writes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,21 +13,12 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 
-from quant.errors import NotFoundError, ValidationError
+from quant.configfiles import ConfigFile, config_files_validate
+from quant.errors import NotFoundError
 from quant.features.definitions import FeatureSetDefinition, feature_set_load
 from research.models import FeatureSet, FeatureSetVersion
 
 log = structlog.get_logger(__name__)
-
-DEFINITION_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class DefinitionFile:
-    """One validated definition and the file it came from."""
-
-    path: Path
-    definition: FeatureSetDefinition
 
 
 @dataclass(frozen=True)
@@ -88,40 +78,15 @@ def _version_ensure(definition: FeatureSetDefinition) -> tuple[FeatureSetVersion
     return version, created
 
 
-def feature_set_definitions_validate(*, path: Path) -> list[DefinitionFile]:
+def feature_set_definitions_validate(*, path: Path) -> list[ConfigFile[FeatureSetDefinition]]:
     """Read and validate every definition under ``path`` (a directory or one file); no writes.
 
     Raises one ValidationError listing every problem of every file, each line naming the
     file (and the field), including two files that declare the same feature set name.
     """
-    files = _definition_files(path)
-    loaded: list[DefinitionFile] = []
-    problems: dict[str, list[str]] = {}
-    for file in files:
-        try:
-            loaded.append(DefinitionFile(path=file, definition=feature_set_load(file)))
-        except ValidationError as error:
-            listed = error.details.get("problems")
-            problems[str(file)] = [str(p) for p in listed] if listed else [error.message]
-    seen: dict[str, Path] = {}
-    for item in loaded:
-        other = seen.setdefault(item.definition.name, item.path)
-        if other != item.path:
-            problems.setdefault(str(item.path), []).append(
-                f"name: {item.definition.name!r} is already used by {other}"
-            )
-    if problems:
-        lines = [
-            problem if problem.startswith(file) else f"{file}: {problem}"
-            for file, listed in problems.items()
-            for problem in listed
-        ]
-        raise ValidationError(
-            f"{len(problems)} of {len(files)} feature set file(s) invalid, nothing loaded:\n"
-            + "\n".join(f"  {line}" for line in lines),
-            details={"files": problems},
-        )
-    return loaded
+    return config_files_validate(
+        path, load=feature_set_load, name_of=lambda d: d.name, kind="feature set"
+    )
 
 
 def shipped_feature_sets() -> Path:
@@ -135,11 +100,11 @@ def feature_sets_load_directory(*, path: Path) -> FeatureSetLoadReport:
     with transaction.atomic():
         results = []
         for item in items:
-            version, created = _version_ensure(item.definition)
+            version, created = _version_ensure(item.value)
             results.append(
                 LoadedFeatureSet(
                     path=item.path,
-                    name=item.definition.name,
+                    name=item.value.name,
                     version=version.version,
                     created=created,
                 )
@@ -151,17 +116,6 @@ def feature_sets_load_directory(*, path: Path) -> FeatureSetLoadReport:
         versions_created=sum(r.created for r in results),
     )
     return FeatureSetLoadReport(results=tuple(results))
-
-
-def _definition_files(path: Path) -> Sequence[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise ValidationError(f"{path}: no such file or directory")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in DEFINITION_SUFFIXES)
-    if not files:
-        raise ValidationError(f"{path}: no feature set definitions (*.yaml, *.yml) here")
-    return files
 
 
 def feature_set_version_get(*, name: str, version: str | None = None) -> FeatureSetVersion:

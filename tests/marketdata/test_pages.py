@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
@@ -136,7 +137,12 @@ def test_admin_retry_action_requeues_failed_jobs_only(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setattr("marketdata.tasks.ingest.delay", lambda pk: queued.append(pk))
+
+    def delay(pk: int) -> SimpleNamespace:  # a Celery result: the task id
+        queued.append(pk)
+        return SimpleNamespace(id=f"task-{pk}")
+
+    monkeypatch.setattr("marketdata.tasks.ingest.delay", delay)
     failed = IngestionJob.objects.create(
         provider="synthetic",
         symbols=["AAPL"],

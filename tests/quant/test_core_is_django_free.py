@@ -29,9 +29,7 @@ ENTRY_POINTS = (
 
 
 def core_modules() -> list[str]:
-    return sorted(
-        info.name for info in pkgutil.walk_packages(quant.__path__, prefix="quant.")
-    )
+    return sorted(info.name for info in pkgutil.walk_packages(quant.__path__, prefix="quant."))
 
 
 def test_every_core_module_imports_without_django_or_celery() -> None:

@@ -12,18 +12,19 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from backtests import services
 from backtests.management import cli
 from backtests.models import RunStatus
+from backtests.reports import run_report_html
 from quant.backtest import BacktestConfig, BacktestResult, EngineMode, FillAt
 from quant.backtest.report import ReportGenerator
-from quant.errors import ApplicationError
 from quant.strategies.config import StrategyConfig
+from research.services import strategy_version_ensure
 
 
-class Command(BaseCommand):
+class Command(cli.JobCommand):
     help = "Run a backtest of a strategy config and print its metrics."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -48,15 +49,8 @@ class Command(BaseCommand):
             async_help="with --save: queue the run for the Celery worker and return at once",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            self._handle(options)
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
-
-    def _handle(self, options: dict[str, Any]) -> None:
-        cli.check_output_options(options)
-        file_config, symbols, strategy_config = cli.strategy_configs(options)
+    def run(self, options: dict[str, Any], configs: cli.RunConfigs) -> None:
+        file_config, symbols, strategy_config = configs
         period = cli.period_and_costs(options)
         start, end = period["start_date"], period["end_date"]
         config = BacktestConfig(
@@ -105,7 +99,6 @@ class Command(BaseCommand):
         mode: EngineMode,
         path: str,
     ) -> BacktestResult:
-        from research.services import strategy_version_ensure
 
         version, created = strategy_version_ensure(
             config=file_config, source="file", source_path=path
@@ -131,8 +124,6 @@ class Command(BaseCommand):
     ) -> None:
         from django.db import transaction
 
-        from research.services import strategy_version_ensure
-
         with transaction.atomic():
             version, _ = strategy_version_ensure(
                 config=file_config, source="file", source_path=path
@@ -146,12 +137,11 @@ class Command(BaseCommand):
     def _write_reports(
         self, result: BacktestResult, json_out: str | None, html_out: str | None
     ) -> None:
-        report = ReportGenerator()
         if json_out:
-            Path(json_out).write_text(json.dumps(report.generate_json(result), indent=1))
+            Path(json_out).write_text(json.dumps(ReportGenerator().generate_json(result), indent=1))
             self.stdout.write(f"JSON report: {json_out}")
         if html_out:
-            Path(html_out).write_text(report.generate_html(result))
+            Path(html_out).write_text(run_report_html(result))
             self.stdout.write(f"HTML report: {html_out}")
 
 

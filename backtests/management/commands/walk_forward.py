@@ -20,18 +20,19 @@ from django.core.management.base import BaseCommand, CommandError
 from backtests import walkforward_services as wf_services
 from backtests.management import cli
 from backtests.models import RunStatus, WalkForwardRun
+from backtests.reports import walk_forward_report_html
 from backtests.services import market_data_load
 from quant.backtest import BacktestConfig
 from quant.backtest.walkforward import LocalExecutor, WalkForwardConfig, WalkForwardEngine
 from quant.backtest.walkforward_plan import Objective, WindowType
-from quant.backtest.walkforward_report import generate_html, generate_json
-from quant.errors import ApplicationError
+from quant.backtest.walkforward_report import generate_json
 from quant.strategies.config import StrategyConfig
+from research.services import strategy_version_ensure
 
 PROGRESS_EVERY_S = 2.0
 
 
-class Command(BaseCommand):
+class Command(cli.JobCommand):
     help = "Walk-forward optimization of a strategy config: windows, grid, overfitting verdict."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -60,15 +61,8 @@ class Command(BaseCommand):
             async_help="with --save: queue the run and return at once",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            self._handle(options)
-        except ApplicationError as error:
-            raise CommandError(error.message) from None
-
-    def _handle(self, options: dict[str, Any]) -> None:
-        cli.check_output_options(options)
-        file_config, symbols, strategy_config = cli.strategy_configs(options)
+    def run(self, options: dict[str, Any], configs: cli.RunConfigs) -> None:
+        file_config, symbols, strategy_config = configs
         wf_config = WalkForwardConfig(
             in_sample_days=options["in_sample_days"],
             out_of_sample_days=options["out_of_sample_days"],
@@ -102,7 +96,7 @@ class Command(BaseCommand):
                 strategy_config, data, wf_config, config, executor=LocalExecutor()
             )
             document = generate_json(result)
-            html = generate_html(result) if options["html_out"] else ""
+            html = walk_forward_report_html(result) if options["html_out"] else ""
         if options["json_out"]:
             Path(options["json_out"]).write_text(json.dumps(document, indent=1))
             self.stdout.write(f"JSON report: {options['json_out']}")
@@ -121,8 +115,6 @@ class Command(BaseCommand):
         options: dict[str, Any],
     ) -> WalkForwardRun | None:
         from django.db import transaction
-
-        from research.services import strategy_version_ensure
 
         with transaction.atomic():
             version, _ = strategy_version_ensure(

@@ -12,6 +12,8 @@ from backtests.demo import demo_backtest_ensure
 from marketdata.demo import DEMO_ADMIN_USERNAME, DEMO_INSTRUMENTS, DEMO_YEARS, demo_seed
 from marketdata.models import JobStatus
 from research.feature_store import feature_sets_load_directory, shipped_feature_sets
+from risk.selectors import admin_code_is_set
+from risk.services import admin_code_set
 
 
 class Command(BaseCommand):
@@ -72,9 +74,6 @@ class Command(BaseCommand):
 def _kill_switch_admin_code_ensure() -> str | None:
     """A random admin code on first seed (only its hash is stored); None when one exists."""
     import secrets
-
-    from risk.selectors import admin_code_is_set
-    from risk.services import admin_code_set
 
     if admin_code_is_set():
         return None

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from marketdata import services, tasks
+from marketdata import services
 from marketdata.domain import Timeframe
 from marketdata.models import IngestionJob, JobStatus
 from marketdata.providers import PROVIDERS
@@ -50,7 +50,10 @@ class Command(BaseCommand):
         except ApplicationError as error:
             raise CommandError(error.message) from error
         if options["run_async"]:
-            tasks.ingest.delay(job.pk)
+            services.ingestion_job_submit(job=job)  # no transaction here: queued at once
+            job.refresh_from_db()
+            if job.status == "failed":
+                raise CommandError(f"job #{job.pk} failed: {job.error}")
             self.stdout.write(f"Queued ingestion job #{job.pk}.")
             return
         job = services.ingestion_job_run(job_id=job.pk)

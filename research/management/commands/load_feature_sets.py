@@ -36,7 +36,7 @@ class Command(BaseCommand):
         try:
             if options["check"]:
                 for item in feature_set_definitions_validate(path=path):
-                    definition = item.definition
+                    definition = item.value
                     self.stdout.write(
                         f"{definition.name}: valid, version {definition.version[:12]} ({item.path})"
                     )

@@ -38,7 +38,7 @@ class Command(BaseCommand):
         try:
             if options["check"]:
                 for item in strategy_configs_validate(path=path):
-                    self.stdout.write(f"{item.config.name}: valid ({item.path})")
+                    self.stdout.write(f"{item.value.name}: valid ({item.path})")
                 return
             report = strategies_load_directory(path=path, force=options["force"])
         except ApplicationError as error:

@@ -31,7 +31,7 @@ from research.feature_store import feature_set_ensure
 from research.models import ModelStatus
 from research.services import strategy_version_ensure
 from tests.backtests.conftest import reviewed
-from tests.backtests.engine.test_equivalence import assert_identical, frames, run_both
+from tests.quant.backtest.test_equivalence import assert_identical, frames, run_both
 from tests.quant.ml.support import FAST_LGBM, FEATURES, LABEL_DEF, START, bundle_file, ingest_bars
 
 LEVELS = {"entry_probability": 0.55, "exit_probability": 0.45}

@@ -149,7 +149,7 @@ def test_two_files_with_one_name_are_refused(config_dir: Path) -> None:
     ("make", "message"),
     [
         (lambda tmp: tmp / "missing", "no such file or directory"),
-        (lambda tmp: tmp, "no feature set definitions"),
+        (lambda tmp: tmp, "no feature set files"),
     ],
 )
 def test_a_path_without_definitions_is_a_clear_error(

@@ -347,7 +347,7 @@ def test_a_broker_that_is_down_fails_the_queued_artifact(
 
     artifact = ModelArtifact.objects.get()
     assert artifact.status == ModelStatus.FAILED
-    assert artifact.error == "could not queue the training: broker unreachable"
+    assert artifact.error == "could not queue the training: ConnectionError: broker unreachable"
 
 
 def test_the_admin_lists_models_and_shows_their_validation(

@@ -4,6 +4,7 @@ look-ahead, jobs through JSON, and the report."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtests.reports import walk_forward_report_html
 from quant.backtest import BacktestConfig, BacktestEngine, MarketData
 from quant.backtest.engine import EngineMode
 from quant.backtest.sample import random_walk_bars
@@ -36,7 +38,7 @@ from quant.backtest.walkforward import (
 )
 from quant.backtest.walkforward_eval import slice_bars
 from quant.backtest.walkforward_plan import grid_expand
-from quant.backtest.walkforward_report import generate_html, generate_json
+from quant.backtest.walkforward_report import generate_context, generate_json
 from quant.errors import ValidationError
 from quant.strategies.builtin.sma_crossover import SmaCrossoverParams
 from quant.strategies.config import StrategyConfig, config_validate
@@ -529,7 +531,7 @@ def test_report_json_and_html(result: WalkForwardResult) -> None:
     assert len(document["equity_curve"]) <= 100
     assert document["equity_curve_points"] == 700
     assert document["equity_curve_downsampled"] is True
-    page = generate_html(result)
+    page = walk_forward_report_html(result)
     assert page.count('<script type="text/javascript">') == 1  # plotly.js once, inline
     assert "<script src=" not in page and "<link" not in page  # nothing fetched
     for div in ("chart-wf-equity", "chart-wf-params", "chart-wf-scatter", "chart-wf-logits"):
@@ -552,5 +554,33 @@ def test_report_escapes_text() -> None:
     data = MarketData.from_frames({"SPY": bars(400)})
     result = WalkForwardEngine().run(config, data, wf_config(), BacktestConfig())
     object.__setattr__(result.windows[0], "flag", "<b>odd</b>")
-    page = generate_html(result)
+    page = walk_forward_report_html(result)
     assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+
+
+def test_report_escapes_a_hostile_strategy_name(result: WalkForwardResult) -> None:
+    # config_validate refuses such a name; a report must not rely on that
+    hostile = result.strategy_config.model_copy(update={"name": "<script>alert(1)</script>"})
+    result = dataclasses.replace(result, strategy_config=hostile)
+    page = walk_forward_report_html(result)
+    assert "<script>alert(1)</script>" not in page
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>" in page
+    assert "<title>Walk-forward report: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+
+
+def test_report_page_data(result: WalkForwardResult) -> None:
+    report = generate_context(result)
+    assert report.title == f"Walk-forward report: {result.strategy_config.name}"
+    assert [chart.div_id for chart in report.charts] == [
+        "chart-wf-equity",
+        "chart-wf-params",
+        "chart-wf-scatter",
+        "chart-wf-logits",
+    ]
+    assert report.verdict == result.overfitting.as_dict()["verdict"]
+    assert report.verdict_level in ("ok", "warn", "bad")
+    assert report.verdict_figures[0].label == "PBO (CSCV)"
+    assert len(report.windows) == len(result.windows)
+    assert report.windows[0].params.startswith("fast=")
+    assert {row.name for row in report.stability} == set(result.parameter_stability)
+    assert all(row.sign == "" for row in report.metrics)

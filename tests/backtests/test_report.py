@@ -1,4 +1,5 @@
-"""The backtest reports: JSON content and bounds, the offline HTML page, monthly returns.
+"""The backtest reports: JSON content and bounds, the page data, the offline HTML page
+(rendered by ``backtests.reports``), monthly returns.
 
 No database: the result is built by hand and the reports are pure functions of it.
 """
@@ -16,12 +17,13 @@ import pandas as pd
 import plotly.offline
 import pytest
 
+from backtests.reports import run_report_html
 from quant.backtest.config import BacktestConfig
+from quant.backtest.metrics import drawdown_pct_series
 from quant.backtest.report import (
     MAX_POINTS,
     ReportGenerator,
     downsample_indices,
-    drawdown_pct,
     monthly_returns,
 )
 from quant.backtest.results import (
@@ -286,11 +288,56 @@ def test_downsample_indices_skips_nan_and_honours_small_caps() -> None:
     assert not any(100 <= i < 400 for i in keep.tolist())
 
 
+# --------------------------------------------------------------------------- page data
+
+
+def test_page_data_is_formatted_text_and_figures() -> None:
+    report = ReportGenerator().generate_context(make_result())
+
+    assert report.title == "Backtest report: sma_demo"
+    assert report.final_equity == "100,043.50"
+    assert (report.total_return, report.total_return_sign) == ("0.0435%", "pos")
+    facts = {fact.label: fact.value for fact in report.facts}
+    assert facts["Period"] == "2021-01-04 00:00 → 2021-01-15 00:00 UTC"
+    assert facts["Symbols"] == "AAPL, MSFT" and facts["Engine mode"] == "event"
+    rows = {row.label: row for row in report.metrics}
+    assert rows["Sortino ratio"].value == "—"
+    assert (rows["CAGR"].value, rows["CAGR"].sign) == ("3.1416%", "pos")
+    assert (rows["Average loss"].value, rows["Average loss"].sign) == ("-52.00", "")
+    assert [chart.div_id for chart in report.charts] == [
+        "chart-equity",
+        "chart-drawdown",
+        "chart-price-AAPL",
+        "chart-price-MSFT",
+        "chart-monthly",
+    ]
+    short = report.trades[1]
+    assert (short.number, short.side, short.pnl, short.pnl_sign) == ("2", "short", "-52.00", "neg")
+    assert (short.return_pct, short.entry_time) == ("-5.2000%", "2021-01-06 00:00")
+    assert report.positions[0].unrealized_pnl_sign == "pos"
+    assert report.trades_note == "2 closed trades."
+    assert json.loads(report.strategy_config) == {
+        "name": "sma_demo",
+        "params": {"fast": 3, "slow": 5},
+    }
+
+
+def test_page_data_caps_the_trades() -> None:
+    report = ReportGenerator(max_trades=3).generate_context(make_result(trades=4))
+    assert len(report.trades) == 3
+    assert report.trades_note == (
+        "Showing the first 3 of 4 trades; the JSON report holds them all."
+    )
+    empty = make_result()
+    empty.trades.clear()
+    assert ReportGenerator().generate_context(empty).trades_note == "No closed trades."
+
+
 # --------------------------------------------------------------------------- HTML
 
 
 def test_html_is_offline_with_one_div_per_chart() -> None:
-    page = ReportGenerator().generate_html(make_result())
+    page = run_report_html(make_result())
 
     assert page.startswith("<!DOCTYPE html>")
     # no external script or stylesheet at all (the bundle itself names cdn.plot.ly as a
@@ -318,7 +365,7 @@ def test_html_is_offline_with_one_div_per_chart() -> None:
 
 
 def test_html_shows_header_metrics_and_trades() -> None:
-    page = ReportGenerator().generate_html(make_result())
+    page = run_report_html(make_result())
 
     assert "<h1>sma_demo</h1>" in page
     assert "AAPL, MSFT" in page  # symbols
@@ -349,16 +396,35 @@ def test_html_shows_header_metrics_and_trades() -> None:
 
 
 def test_html_escapes_text_from_the_result() -> None:
-    result = make_result(strategy_id="<script>x</script>")
-    page = ReportGenerator().generate_html(result)
+    result = make_result(strategy_id="<script>alert(1)</script>")
+    page = run_report_html(result)
 
-    assert "<script>x</script>" not in page
-    assert "&lt;script&gt;x&lt;/script&gt;" in page
-    assert "<title>Backtest report: &lt;script&gt;x&lt;/script&gt;</title>" in page
+    assert "<script>alert(1)</script>" not in page
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>" in page
+    assert "<title>Backtest report: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+    assert "&quot;name&quot;: &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in page  # config
+
+
+def test_html_figure_json_cannot_close_its_script() -> None:
+    # a symbol reaches the figures (trace data, titles) as well as the header and tables
+    symbol = "</script><script>alert(1)</script>"
+    result = make_result()
+    result.closes[symbol] = result.closes.pop("MSFT")
+    result.metadata["symbols"] = ["AAPL", symbol]
+    page = run_report_html(result)
+
+    assert "<script>alert(1)" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the header
+    # one script element per chart after the bundle, each closed where it should be
+    body = page.split("</head>", 1)[1]
+    charts = body.count('class="plotly-graph-div"')
+    assert charts == 6  # equity, drawdown, monthly, AAPL, the odd symbol, MSFT (traded)
+    assert body.count("<script>") == body.count("</script>") == charts
+    assert '<div id="chart-price-script-script-alert-1-script" class="plotly-graph-div"' in page
 
 
 def test_html_caps_the_trades_table() -> None:
-    page = ReportGenerator().generate_html(make_result(trades=600))
+    page = run_report_html(make_result(trades=600))
 
     assert "Showing the first 500 of 600 trades" in page
     body = page.split("<h2>Trades</h2>", 1)[1]
@@ -368,7 +434,7 @@ def test_html_caps_the_trades_table() -> None:
 def test_html_downsamples_long_charts() -> None:
     n = 30_000
     equity = 100_000 + np.cumsum(np.random.default_rng(5).normal(0, 30, n))
-    page = ReportGenerator().generate_html(make_result(curve=make_curve(equity)))
+    page = run_report_html(make_result(curve=make_curve(equity)))
     assert f"of {n:,} points shown" in page
     assert len(page) < len(plotly.offline.get_plotlyjs()) + 2_000_000
 
@@ -414,6 +480,10 @@ def test_monthly_returns_of_an_empty_curve() -> None:
     assert table.columns.equals(pd.Index(range(1, 13)))
 
 
-def test_drawdown_pct() -> None:
+def test_drawdown_pct_series() -> None:
     curve = make_curve([100.0, 120.0, 90.0, 130.0])
-    assert drawdown_pct(curve).tolist() == pytest.approx([0.0, 0.0, -25.0, 0.0])
+    assert drawdown_pct_series(curve.equity).tolist() == pytest.approx([0.0, 0.0, -25.0, 0.0])
+    assert drawdown_pct_series([0.0, -5.0, 10.0, 5.0]).tolist() == pytest.approx(
+        [0.0, 0.0, 0.0, -50.0]
+    )
+    assert drawdown_pct_series([]).tolist() == []
