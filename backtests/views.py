@@ -3,6 +3,9 @@ signed-in staff (they hold strategy details)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -42,20 +45,35 @@ def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-@dashboard_view
-def runs(request: HttpRequest) -> HttpResponse:
-    """Backtest runs with filters, and the form that starts one (operators)."""
+def _history_page(
+    request: HttpRequest,
+    template: str,
+    fragment: str,
+    table: str,
+    rows: Callable[..., Any],
+    **context: Any,
+) -> HttpResponse:
+    """A page of runs: the history (filtered by strategy and status, refreshed) and the form
+    that starts one (operators)."""
     strategy_id, status = _int(request.GET.get("strategy")), request.GET.get("status") or ""
     fragments = {
-        "runs": Fragment(
-            "backtests/_runs_table.html",
-            lambda r: pages.runs_filtered(strategy_id=strategy_id, status=status),
+        fragment: Fragment(
+            table,
+            lambda r: rows(strategy_id=strategy_id, status=status),
             NORMAL_MS,
             ("runs",),
         )
     }
-    context = {**pages.run_form_choices(), "strategy_id": strategy_id, "status": status}
-    return render_page(request, "backtests/runs.html", fragments, context)
+    context.update(pages.run_form_choices(), strategy_id=strategy_id, status=status)
+    return render_page(request, template, fragments, context)
+
+
+@dashboard_view
+def runs(request: HttpRequest) -> HttpResponse:
+    """Backtest runs with filters, and the form that starts one (operators)."""
+    return _history_page(
+        request, "backtests/runs.html", "runs", "backtests/_runs_table.html", pages.runs_filtered
+    )
 
 
 @dashboard_view
@@ -80,22 +98,14 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @dashboard_view
 def walk_forward_runs(request: HttpRequest) -> HttpResponse:
     """Walk-forward runs with filters, and the form that starts one (operators)."""
-    strategy_id, status = _int(request.GET.get("strategy")), request.GET.get("status") or ""
-    fragments = {
-        "wf_runs": Fragment(
-            "backtests/_walk_forward_table.html",
-            lambda r: pages.walk_forward_filtered(strategy_id=strategy_id, status=status),
-            NORMAL_MS,
-            ("runs",),
-        )
-    }
-    context = {
-        **pages.run_form_choices(),
-        "objectives": pages.OBJECTIVES,
-        "strategy_id": strategy_id,
-        "status": status,
-    }
-    return render_page(request, "backtests/walk_forward.html", fragments, context)
+    return _history_page(
+        request,
+        "backtests/walk_forward.html",
+        "wf_runs",
+        "backtests/_walk_forward_table.html",
+        pages.walk_forward_filtered,
+        objectives=pages.OBJECTIVES,
+    )
 
 
 @dashboard_view

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from monitoring.services import alert_raise_safely
 from quant.configfiles import ConfigFile, config_files_validate
-from quant.errors import GateClosedError, ValidationError
+from quant.errors import ConflictError, GateClosedError, ValidationError
 from quant.strategies.config import StrategyConfig, config_load
 from research.models import (
     ApprovalKind,
@@ -181,6 +181,22 @@ def strategies_load_directory(*, path: Path, force: bool = False) -> LoadReport:
         conflicts=[r.name for r in results if r.conflict],
     )
     return LoadReport(results=results)
+
+
+def strategy_file_sync(*, path: Path, config: StrategyConfig) -> tuple[StrategyVersion, bool]:
+    """The version a YAML file's config stands for, by the rule of ``strategies_load_directory``
+    (``run_backtest --save`` and ``walk_forward --save`` store their file's config so): a new
+    version only when the file changed since it was last loaded, and never over a newer edit:
+    a ``ConflictError`` says so (``load_strategies --force`` lets the file win). Returns
+    ``(version, created)``."""
+    with transaction.atomic():
+        loaded = _load_one(path, config, source_path=_display_path(path), force=False)
+        if loaded.conflict or loaded.kept:
+            raise ConflictError(loaded.summary)
+        version = StrategyVersion.objects.select_related("strategy").get(
+            strategy__name=config.name, number=loaded.version
+        )
+    return version, loaded.created
 
 
 def _load_one(

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
+from backtests.models import BacktestRun
 from backtests.services import backtest_run_create
 from quant.backtest import BacktestConfig
 from quant.errors import ConflictError, GateClosedError
@@ -326,3 +327,26 @@ def test_the_demo_seed_never_reviews_an_edit(
     strategy.refresh_from_db()
     assert not strategy.is_reviewed
     assert not ApprovalRequest.objects.filter(strategy=strategy, status="approved").exists()
+
+
+def test_run_backtest_save_follows_the_same_rule(
+    loaded: tuple[Path, Strategy], admin_user: User
+) -> None:
+    """``run_backtest --save`` stores its file's config as a version by the loader's rule: it
+    never replaces a newer edit (the run is refused before anything is stored)."""
+    folder, strategy = loaded
+    client_for(admin_user).patch(
+        f"/v1/strategies/{strategy.pk}",
+        {"config": config_of(strategy, fast=9)},
+        content_type="application/json",
+    )
+    config = str(folder / "sma_crossover.yaml")
+
+    with pytest.raises(CommandError, match=r"version 2 \(edited through the api\) kept"):
+        call_command("run_backtest", "--config", config, "--save", stdout=StringIO())
+    edit_file(folder, slow=42)
+    with pytest.raises(CommandError, match="changed since it was last loaded"):
+        call_command("run_backtest", "--config", config, "--save", stdout=StringIO())
+
+    assert StrategyVersion.objects.filter(strategy=strategy).count() == 2
+    assert not BacktestRun.objects.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from backtests import services
 from backtests.management import cli
@@ -21,7 +22,7 @@ from backtests.reports import run_report_html
 from quant.backtest import BacktestConfig, BacktestResult, EngineMode, FillAt
 from quant.backtest.report import ReportGenerator
 from quant.strategies.config import StrategyConfig
-from research.services import strategy_version_ensure
+from research.services import strategy_file_sync
 
 
 class Command(cli.JobCommand):
@@ -100,9 +101,7 @@ class Command(cli.JobCommand):
         path: str,
     ) -> BacktestResult:
 
-        version, created = strategy_version_ensure(
-            config=file_config, source="file", source_path=path
-        )
+        version, created = strategy_file_sync(path=Path(path), config=file_config)
         run = services.backtest_run_create(
             strategy_version=version, config=config, mode=mode, symbols=symbols
         )
@@ -122,12 +121,8 @@ class Command(cli.JobCommand):
         mode: EngineMode,
         path: str,
     ) -> None:
-        from django.db import transaction
-
         with transaction.atomic():
-            version, _ = strategy_version_ensure(
-                config=file_config, source="file", source_path=path
-            )
+            version, _ = strategy_file_sync(path=Path(path), config=file_config)
             run = services.backtest_run_create(
                 strategy_version=version, config=config, mode=mode, symbols=symbols
             )

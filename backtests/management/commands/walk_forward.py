@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from backtests import walkforward_services as wf_services
 from backtests.management import cli
@@ -27,7 +28,7 @@ from quant.backtest.walkforward import LocalExecutor, WalkForwardConfig, WalkFor
 from quant.backtest.walkforward_plan import Objective, WindowType
 from quant.backtest.walkforward_report import generate_json
 from quant.strategies.config import StrategyConfig
-from research.services import strategy_version_ensure
+from research.services import strategy_file_sync
 
 PROGRESS_EVERY_S = 2.0
 
@@ -114,12 +115,8 @@ class Command(cli.JobCommand):
         config: BacktestConfig,
         options: dict[str, Any],
     ) -> WalkForwardRun | None:
-        from django.db import transaction
-
         with transaction.atomic():
-            version, _ = strategy_version_ensure(
-                config=file_config, source="file", source_path=options["config"]
-            )
+            version, _ = strategy_file_sync(path=Path(options["config"]), config=file_config)
             run = wf_services.walk_forward_run_create(
                 strategy_version=version,
                 wf_config=wf_config,
