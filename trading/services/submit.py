@@ -94,8 +94,8 @@ def order_submit(
         order=order, broker=broker, risk=risk().check_order, clock=clock, sleep=sleep
     )
     if order.is_open and source not in FLATTENING:
-        now = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
-        if now.kill_switch_refusal is not None:
+        after = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=clock.now())
+        if after.kill_switch_refusal is not None:
             # Approved just before an activation committed: the activation's cancel sweep may
             # have run before the broker acknowledged it, so cancel it here as well.
             order = order_cancel(order=order, broker=broker, clock=clock, reason="kill switch")
