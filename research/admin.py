@@ -6,8 +6,6 @@ the gates they pass (``risk.admin_gates``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -41,7 +39,7 @@ def config_yaml(version: StrategyVersion) -> str:
 
 
 @admin.register(StrategyVersion)
-class StrategyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class StrategyVersionAdmin(ReadOnlyAdmin):
     list_display = (
         "strategy",
         "number",
@@ -63,15 +61,6 @@ class StrategyVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Hash")
     def short_hash(self, version: StrategyVersion) -> str:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from common.admin import action_form_response, report_each
+from common.admin import ReadOnlyAdmin, ReadOnlyInline, action_form_response, report_each
 from research.admin import config_yaml
 from research.models import (
     ApprovalKind,
@@ -65,20 +65,12 @@ class DemoteForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
 
 
-class StrategyVersionInline(admin.TabularInline):  # type: ignore[type-arg]
+class StrategyVersionInline(ReadOnlyInline):
     model = StrategyVersion
     fields = ("version_link", "short_hash", "interface_version", "source", "created_at")
     readonly_fields = fields
     ordering = ("-number",)
-    extra = 0
-    can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Version")
     def version_link(self, version: StrategyVersion) -> SafeString:
@@ -235,7 +227,7 @@ class StrategyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApprovalRequestAdmin(ReadOnlyAdmin):
     """Requests are opened from the strategy list; here another user decides them."""
 
     list_display = (
@@ -267,15 +259,6 @@ class ApprovalRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = fields
     actions = ["approve", "reject"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("quant.change_approvalrequest")
@@ -309,17 +292,8 @@ class ApprovalRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ModeChange)
-class ModeChangeAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ModeChangeAdmin(ReadOnlyAdmin):
     list_display = ("at", "strategy", "from_mode", "to_mode", "changed_by", "approval", "reason")
     list_filter = ("to_mode", "strategy")
     list_select_related = ("strategy", "changed_by", "approval__strategy")
     search_fields = ("strategy__name", "reason")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
