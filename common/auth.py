@@ -313,3 +313,8 @@ def login_throttle() -> WindowThrottle:
 def acting_user(principal: Principal) -> Any:
     """The Django user behind a principal, for services that record who acted."""
     return get_user_model().objects.get(pk=principal.user_id)
+
+
+def username(user: Any) -> str | None:
+    """A user's name for an API answer (None for no user: the system acted)."""
+    return user.get_username() if user is not None else None

@@ -13,7 +13,7 @@ from ninja import Field, Query, Router, Schema
 
 from backtests.models import BacktestRun
 from common.api import Data, Id, Out, Page, PageParams, paginate, responses
-from common.auth import Role, acting_user, require_role
+from common.auth import Role, acting_user, require_role, username
 from quant.errors import ValidationError
 from quant.strategies.config import config_parse, config_validate
 from research import selectors
@@ -88,10 +88,6 @@ class StrategyPatchIn(Schema):
     is_active: bool | None = None
 
 
-def _username(user: Any) -> str | None:
-    return user.get_username() if user is not None else None
-
-
 def strategy_out(strategy: Strategy) -> dict[str, Any]:
     return {
         "id": strategy.pk,
@@ -138,7 +134,7 @@ def strategy_detail_out(strategy: Strategy) -> dict[str, Any]:
                 "from_mode": c.from_mode,
                 "to_mode": c.to_mode,
                 "reason": c.reason,
-                "changed_by": _username(c.changed_by),
+                "changed_by": username(c.changed_by),
                 "approval_id": c.approval_id,
                 "at": c.at,
             }

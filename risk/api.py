@@ -12,7 +12,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
 
 from common.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
-from common.auth import Role, acting_user, require_role
+from common.auth import Role, acting_user, require_role, username
 from quant.errors import NotFoundError, ValidationError
 from quant.risk.state import TradingState
 from research.selectors import approval_get, strategy_by_id
@@ -33,10 +33,6 @@ from trading.services.pauses import strategy_pause_lift
 
 controls_router = Router(tags=["controls"])
 risk_router = Router(tags=["risk"])
-
-
-def _username(user: Any) -> str | None:
-    return user.get_username() if user is not None else None
 
 
 class ApprovalOut(Out):
@@ -63,9 +59,9 @@ def approval_out(approval: Any) -> dict[str, Any]:
         "strategy_version": approval.strategy_version.number if approval.strategy_version else None,
         "note": approval.note,
         "evidence": approval.evidence or {},
-        "requested_by": _username(approval.requested_by),
+        "requested_by": username(approval.requested_by),
         "requested_at": approval.requested_at,
-        "decided_by": _username(approval.decided_by),
+        "decided_by": username(approval.decided_by),
         "decided_at": approval.decided_at,
         "decision_note": approval.decision_note,
     }
@@ -108,9 +104,9 @@ def kill_switch_out(state: KillSwitchState) -> dict[str, Any]:
         "mode": state.mode,
         "reason": state.reason,
         "source": state.source,
-        "activated_by": _username(state.activated_by),
+        "activated_by": username(state.activated_by),
         "activated_at": state.activated_at,
-        "deactivated_by": _username(state.deactivated_by),
+        "deactivated_by": username(state.deactivated_by),
         "deactivated_at": state.deactivated_at,
         "updated_at": state.updated_at,
     }
@@ -367,9 +363,9 @@ def limit_change_out(change: RiskLimitChange) -> dict[str, Any]:
         "previous_values": change.previous_values,
         "reason": change.reason,
         "status": change.status,
-        "requested_by": _username(change.requested_by),
+        "requested_by": username(change.requested_by),
         "requested_at": change.requested_at,
-        "decided_by": _username(change.decided_by),
+        "decided_by": username(change.decided_by),
         "decided_at": change.decided_at,
         "decision_note": change.decision_note,
     }

@@ -159,7 +159,6 @@ def strategy_view(
 
 
 def kill_switch_view(strategy_id: int, *, lock: bool) -> KillSwitchView:
-
     state = kill_switch_blocking(strategy_id=strategy_id, lock=lock)
     if state is None:
         return KillSwitchView()

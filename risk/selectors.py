@@ -138,8 +138,10 @@ def trading_states(*, now: datetime, strategy_id: int | None = None) -> list[Tra
     }
     glob = switches.get(None)  # the global row has no strategy
     safe = dict(SafeMode.objects.filter(active=True).values_list("mode", "reason"))
-    runtimes = {
-        (r.strategy_id, r.mode): r for r in StrategyRuntime.objects.filter(paused_at__isnull=False)
+    pauses = {
+        (r.strategy_id, r.mode): pause
+        for r in StrategyRuntime.objects.filter(paused_at__isnull=False)
+        if (pause := pause_of(r, now)) is not None
     }
     states: list[TradingState] = []
     for strategy in strategies:
@@ -150,8 +152,11 @@ def trading_states(*, now: datetime, strategy_id: int | None = None) -> list[Tra
             strategy_active=own is not None,
             strategy_reason=own.reason if own else "",
         )
-        paused = {m for (sid, m), r in runtimes.items() if sid == strategy.pk and pause_of(r, now)}
-        modes = [m for m in TRADING_MODES if m in MODES_ALLOWED[strategy.mode] or m in paused]
+        modes = [
+            m
+            for m in TRADING_MODES
+            if m in MODES_ALLOWED[strategy.mode] or (strategy.pk, m) in pauses
+        ]
         states.extend(
             TradingState(
                 strategy_id=strategy.pk,
@@ -160,7 +165,7 @@ def trading_states(*, now: datetime, strategy_id: int | None = None) -> list[Tra
                 order_mode=mode,
                 kill_switch=view,
                 safe_mode_reason=safe.get(mode),
-                pause=pause_of(runtimes.get((strategy.pk, mode)), now),
+                pause=pauses.get((strategy.pk, mode)),
             )
             for mode in modes or [StrategyMode.PAPER.value]  # research: shown as gated
         )

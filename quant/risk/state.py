@@ -30,7 +30,9 @@ TRADING_MODES = (PAPER, LIVE)
 MODES_ALLOWED: dict[str, tuple[str, ...]] = {RESEARCH: (), PAPER: (PAPER,), LIVE: (LIVE, PAPER)}
 
 GATE_CLOSED = "gate_closed"
-PAUSE_CHECKS = ("strategy_drawdown", "strategy_daily_loss")
+# The strategy limits whose breach pauses the strategy: until lifted, and for the session.
+STRATEGY_DRAWDOWN, STRATEGY_DAILY_LOSS = "strategy_drawdown", "strategy_daily_loss"
+PAUSE_CHECKS = (STRATEGY_DRAWDOWN, STRATEGY_DAILY_LOSS)
 
 
 class TradingLevel(enum.StrEnum):
@@ -99,7 +101,7 @@ class TradingState:
 
     @property
     def level(self) -> TradingLevel:
-        if self.gate is not None or self.kill_switch_refusal is not None:
+        if self.halt is not None:
             return TradingLevel.HALTED
         if self.safe_mode_reason is not None or self.pause is not None:
             return TradingLevel.REDUCING
@@ -114,16 +116,19 @@ class TradingState:
         stopped = kill_switch_rejection(self.kill_switch, self.strategy_id)
         return None if stopped is None else Refusal(stopped.check, stopped.reason)
 
+    @property
+    def halt(self) -> Refusal | None:
+        """Why no order at all may be placed (closed gate, then kill switch), or None."""
+        return self.gate or self.kill_switch_refusal
+
     def refusal(self, *, opening: bool, flattening: bool = False) -> Refusal | None:
         """Why an order may not be placed now, or None. In order: the flattening exemption,
         the mode gate, the kill switch, then (opening orders only) safe mode and the pause."""
         if flattening and not opening:
             return None
-        for refused in (self.gate, self.kill_switch_refusal):
-            if refused is not None:
-                return refused
-        if not opening:
-            return None
+        halt = self.halt
+        if halt is not None or not opening:
+            return halt
         if self.safe_mode_reason is not None:
             return Refusal(
                 "safe_mode",
@@ -137,9 +142,9 @@ class TradingState:
 
     def describe(self) -> str:
         """One line for pages and logs: the level and what holds the strategy back."""
-        held = self.gate or self.kill_switch_refusal
-        if held is not None:
-            return held.reason
+        halt = self.halt
+        if halt is not None:
+            return halt.reason
         if self.safe_mode_reason is not None:
             return f"Safe mode: {self.safe_mode_reason}"
         if self.pause is not None:

@@ -111,9 +111,8 @@ def strategy_tick(
     mode = mode or strategy.mode
     result = TickResult(strategy.name)
     state = risk().trading_state(strategy_id=strategy.pk, mode=mode, now=now)
-    halted = state.gate or state.kill_switch_refusal
-    if halted is not None:
-        result.skipped, result.code = halted.reason, halted.check
+    if state.halt is not None:
+        result.skipped, result.code = state.halt.reason, state.halt.check
         return result
     if not reconciled_in_process(mode):  # sizing reads the account: bring it up to date first
         reconcile(mode=mode, broker=broker, clock=clock)

@@ -19,13 +19,11 @@ from django.utils import timezone
 from monitoring.services import alert_raise_safely
 from quant.calendar import MarketCalendar
 from quant.errors import ConflictError, ValidationError
-from quant.risk.state import Pause
+from quant.risk.state import PAUSE_CHECKS, STRATEGY_DAILY_LOSS, STRATEGY_DRAWDOWN, Pause
 from research.models import Strategy
 from trading.models import PauseAction, StrategyPauseEvent, StrategyRuntime
 
 log = structlog.get_logger(__name__)
-
-DRAWDOWN, DAILY_LOSS = "strategy_drawdown", "strategy_daily_loss"
 
 
 def pause_of(runtime: StrategyRuntime | None, now: datetime) -> Pause | None:
@@ -44,9 +42,9 @@ def pause_of(runtime: StrategyRuntime | None, now: datetime) -> Pause | None:
 def strategy_pause(*, strategy_id: int, mode: str, check: str, reason: str, now: datetime) -> None:
     """Store the pause a breached strategy limit announces (inside the gateway's transaction);
     an active pause is kept as it is."""
-    if check not in (DRAWDOWN, DAILY_LOSS):
+    if check not in PAUSE_CHECKS:
         raise ValueError(f"{check} does not pause a strategy")
-    until = MarketCalendar().next_open(now) if check == DAILY_LOSS else None
+    until = MarketCalendar().next_open(now) if check == STRATEGY_DAILY_LOSS else None
     runtime, _ = StrategyRuntime.objects.get_or_create(strategy_id=strategy_id, mode=mode)
     runtime = StrategyRuntime.objects.select_for_update().get(pk=runtime.pk)
     if pause_of(runtime, now) is not None:
@@ -97,7 +95,7 @@ def strategy_pause_lift(
         if runtime is None or pause is None:
             raise ConflictError(f"strategy {strategy.name} is not paused in {mode} mode")
         fields = {"paused_at": None, "paused_until": None, "paused_check": "", "paused_reason": ""}
-        if pause.check == DRAWDOWN:
+        if pause.check == STRATEGY_DRAWDOWN:
             fields["high_water_mark"] = None
         else:
             fields["session_start_equity"] = None
