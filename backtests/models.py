@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class RunStatus(models.TextChoices):
@@ -20,10 +21,13 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-# The run state machine: the statuses each status may be reached from. A redelivered task
-# may restart a RUNNING run (its worker died); results are written only with the final change.
+# The run state machine: the statuses each status may be reached from. Only a worker's claim
+# makes a run RUNNING (a message delivered twice runs it once); a run whose worker died goes
+# back to QUEUED through the reaper (``common.jobs.jobs_reap``). Results are written only
+# with the final change.
 RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    RunStatus.RUNNING: (RunStatus.QUEUED, RunStatus.RUNNING),
+    RunStatus.QUEUED: (RunStatus.RUNNING,),  # the reaper: its worker died (common.jobs)
+    RunStatus.RUNNING: (RunStatus.QUEUED,),
     RunStatus.SUCCEEDED: (RunStatus.RUNNING,),
     RunStatus.FAILED: (RunStatus.QUEUED, RunStatus.RUNNING),
     RunStatus.CANCELLED: (RunStatus.QUEUED, RunStatus.RUNNING),
@@ -44,6 +48,12 @@ class JobRun(models.Model):
     timeframe = models.CharField(max_length=8)
     error_message = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now, help_text="Last sign of life: queued, claimed, or its worker's beat"
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Workers that took it (walk-forward: revivals without progress)"
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

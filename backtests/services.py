@@ -17,10 +17,12 @@ import structlog
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
 
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, run_transition
 from backtests.reports import run_report_html
-from common.jobs import enqueue_on_commit
+from common.jobs import JobKind, enqueue_on_commit, job_beating, stale_before
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from quant.backtest import (
@@ -122,7 +124,9 @@ def backtest_run_submit(*, run: BacktestRun) -> BacktestRun:
     enqueue_on_commit(
         "backtests.run",
         run.pk,
-        queued=lambda task_id: BacktestRun.objects.filter(pk=run.pk).update(task_id=task_id),
+        queued=lambda task_id: BacktestRun.objects.filter(pk=run.pk).update(
+            task_id=task_id, heartbeat_at=timezone.now()
+        ),
         failed=lambda message: run_transition(run, RunStatus.FAILED, error_message=message),
         what="run",
     )
@@ -130,13 +134,28 @@ def backtest_run_submit(*, run: BacktestRun) -> BacktestRun:
 
 
 def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutcome:
-    """Run a queued run to its end state. A run already finished is left as it is."""
+    """Run a queued run to its end state. Only a QUEUED run is taken (a message delivered
+    twice runs it once); a running or finished one is left as it is. While it runs, this
+    process stamps its heartbeat (``common.jobs``)."""
     clock = clock or SystemClock()
     run = BacktestRun.objects.select_related("strategy_version").get(pk=run_id)
-    if not run_transition(run, RunStatus.RUNNING, started_at=clock.now(), progress=0.0):
+    if not run_transition(
+        run,
+        RunStatus.RUNNING,
+        started_at=clock.now(),
+        progress=0.0,
+        heartbeat_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        cancel_requested=False,
+    ):
         log.info("backtest.skip", run_id=run.pk, status=run.status)
         return RunOutcome(run, None)
     log.info("backtest.start", run_id=run.pk, strategy=run.strategy_config.get("name"))
+    with job_beating(BacktestRun, run.pk):
+        return _execute(run, clock)
+
+
+def _execute(run: BacktestRun, clock: Clock) -> RunOutcome:
     try:
         # validated again: the class must still exist and still accept the stored params
         strategy_config = config_validate(run.strategy_config, source=f"run {run.pk}")
@@ -174,8 +193,18 @@ def backtest_run_execute(*, run_id: int, clock: Clock | None = None) -> RunOutco
 
 
 def backtest_run_cancel(*, run: BacktestRun) -> BacktestRun:
-    """Cancel a queued run at once; ask a running one to stop at its next progress check."""
-    if run_transition(run, RunStatus.CANCELLED, allowed=(RunStatus.QUEUED,)):
+    """Cancel a queued run, or a running one whose worker is gone (no heartbeat for
+    ``JOB_STALE_AFTER_SECONDS``), at once; ask a running one to stop at its next progress
+    check (its worker reads the flag at least every ``PROGRESS_EVERY_S``)."""
+    now = timezone.now()
+    if run_transition(run, RunStatus.CANCELLED, allowed=(RunStatus.QUEUED,), finished_at=now):
+        return run
+    dead = BacktestRun.objects.filter(
+        pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=stale_before(now)
+    )
+    if dead.update(status=RunStatus.CANCELLED, cancel_requested=True, finished_at=now):
+        run.refresh_from_db()
+        log.info("backtest.cancelled_dead", run_id=run.pk)
         return run
     if BacktestRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         cancel_requested=True
@@ -201,6 +230,23 @@ def backtest_run_rerun(*, run: BacktestRun, requested_by: User | None = None) ->
         requested_by=requested_by if getattr(requested_by, "pk", None) else None,
     )
     return backtest_run_submit(run=new)
+
+
+BACKTEST_JOBS = JobKind(
+    name="backtest",
+    model=BacktestRun,
+    task="backtests.run",
+    queued=Q(status=RunStatus.QUEUED),
+    running=Q(status=RunStatus.RUNNING),
+    requeue=lambda: {"status": RunStatus.QUEUED, "progress": 0.0},
+    fail=lambda message, now: {
+        "status": RunStatus.FAILED,
+        "error_message": message,
+        "finished_at": now,
+    },
+    cancel_requested=Q(cancel_requested=True),
+    cancelled=lambda now: {"status": RunStatus.CANCELLED, "finished_at": now},
+)
 
 
 # --- internals --------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from backtests.models import (
 )
 from backtests.services import market_data_load
 from backtests.walkforward_services import bar_times, run_fail, walk_forward_result_store
-from common.jobs import task_named
+from common.jobs import JobKind, job_beating, task_named
 from quant.backtest import BacktestConfig, MarketData
 from quant.backtest.walkforward import (
     Evaluation,
@@ -133,7 +133,8 @@ def _inputs(run: WalkForwardRun) -> RunInputs:
 def walk_forward_start(*, run_id: int) -> None:
     """QUEUED -> RUNNING, then queue every in-sample task."""
     run = WalkForwardRun(pk=run_id)
-    if not run_transition(run, RunStatus.RUNNING, started_at=timezone.now()):
+    now = timezone.now()
+    if not run_transition(run, RunStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=0):
         log.info("walkforward.skip_start", run_id=run_id, status=run.status)
         return
     try:
@@ -158,10 +159,15 @@ def walk_forward_in_sample(*, run_id: int, window: int, point: int, worker: str 
     if run is None:
         return
     params: dict[str, Any] | None = None
+    if WalkForwardEvaluation.objects.filter(
+        window__run_id=run_id, window__index=window, segment=Segment.IN_SAMPLE, point=point
+    ).exists():
+        return  # sent again by the reaper, and this copy comes second
     try:
         inputs = _inputs(run)
         params = inputs.points[point]
-        evaluation = run_job(inputs.job(window, params, Segment.IN_SAMPLE), inputs.data)
+        with job_beating(WalkForwardRun, run_id):
+            evaluation = run_job(inputs.job(window, params, Segment.IN_SAMPLE), inputs.data)
         with transaction.atomic():
             row = _locked_window(run_id, window, inputs)
             stored = row.evaluations.filter(segment=Segment.IN_SAMPLE)
@@ -208,7 +214,8 @@ def walk_forward_out_of_sample(
         return
     try:
         inputs = _inputs(run)
-        evaluation = run_job(inputs.job(window, params, Segment.OUT_OF_SAMPLE), inputs.data)
+        with job_beating(WalkForwardRun, run_id):
+            evaluation = run_job(inputs.job(window, params, Segment.OUT_OF_SAMPLE), inputs.data)
         with transaction.atomic():
             row = _locked_window(run_id, window, inputs)
             if row.evaluations.filter(segment=Segment.OUT_OF_SAMPLE).exists():
@@ -227,6 +234,12 @@ def walk_forward_gather(*, run_id: int) -> None:
     run = _running(run_id)
     if run is None:
         return
+    with job_beating(WalkForwardRun, run_id):
+        _gather(run)
+
+
+def _gather(run: WalkForwardRun) -> None:
+    run_id = run.pk
     try:
         inputs = _inputs(run)
         in_sample: list[Evaluation] = []
@@ -258,6 +271,60 @@ def walk_forward_gather(*, run_id: int) -> None:
     except Exception as error:
         run_fail(run_id=run_id, message=f"gathering the results: {_describe(error)}")
         log.exception("walkforward.gather_failed", run_id=run_id)
+
+
+def walk_forward_revive(run: WalkForwardRun) -> int:
+    """Send again every task of a running run whose result is missing: the in-sample points
+    not stored, the out-of-sample step of each window whose best params are chosen, or the
+    gather when every task is done. Returns how many tasks were sent. Each task stores
+    nothing when its result is already there, so a copy still in the queue is harmless."""
+    run_id = run.pk
+    done, total = WalkForwardRun.objects.values_list("tasks_done", "tasks_total").get(pk=run_id)
+    if done >= total:
+        return int(_send("backtests.wf_gather", run_id))
+    windows = list(
+        WalkForwardWindow.objects.filter(run_id=run_id)
+        .order_by("index")
+        .values_list("index", "best_params")
+    )
+    points = total // len(windows) - 1 if windows else 0
+    rows = WalkForwardEvaluation.objects.filter(window__run_id=run_id)
+    stored = set(
+        rows.filter(segment=Segment.IN_SAMPLE).values_list("window__index", "point").iterator()
+    )
+    out_done = set(
+        rows.filter(segment=Segment.OUT_OF_SAMPLE).values_list("window__index", flat=True)
+    )
+    sent = 0
+    for point in range(points):
+        for index, _ in windows:
+            if (index, point) not in stored:
+                if not _send("backtests.wf_evaluate", run_id, index, point):
+                    return sent
+                sent += 1
+    for index, best in windows:
+        if best is not None and index not in out_done:
+            if not _send("backtests.wf_out_of_sample", run_id, index, best):
+                return sent
+            sent += 1
+    log.warning("walkforward.revived", run_id=run_id, sent=sent, done=done, total=total)
+    return sent
+
+
+WALK_FORWARD_JOBS = JobKind(
+    name="walk-forward",
+    model=WalkForwardRun,
+    task="backtests.wf_start",
+    queued=Q(status=RunStatus.QUEUED),
+    running=Q(status=RunStatus.RUNNING),
+    requeue=dict,
+    fail=lambda message, now: {
+        "status": RunStatus.FAILED,
+        "error_message": f"its tasks stopped: {message}",
+        "finished_at": now,
+    },
+    revive=walk_forward_revive,
+)
 
 
 def warm_up() -> None:
@@ -336,7 +403,7 @@ def _count(run_id: int, done: int) -> bool:
     """Add ``done`` to ``tasks_done`` (inside the caller's transaction); queue the gather when
     the total is reached. False (and the caller's writes rolled back) when the run stopped."""
     if not WalkForwardRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        tasks_done=F("tasks_done") + done
+        tasks_done=F("tasks_done") + done, heartbeat_at=timezone.now(), attempts=0
     ):
         transaction.set_rollback(True)
         return False

@@ -13,6 +13,7 @@ A run moves QUEUED -> RUNNING -> SUCCEEDED / FAILED / CANCELLED like a backtest 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 import structlog
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -107,11 +109,14 @@ def walk_forward_check(
 ) -> WalkForwardRequest:
     """Everything a run needs checked, storing nothing: the review gate (gate 1 of the spec:
     only a reviewed strategy may be backtested), the grid against the strategy's params, and
-    windows that fit the stored bars. Raises an ApplicationError naming the problem."""
+    windows that fit the stored bars, and what one run may queue (``WALK_FORWARD_MAX_*``).
+    Raises an ApplicationError naming the problem."""
     strategy_require_reviewed(strategy_version.strategy)
     strategy_config = strategy_version.as_config()
     if symbols:
         strategy_config = strategy_config.model_copy(update={"symbols": tuple(symbols)})
+    size = math.prod(len(values) for values in wf_config.parameter_grid.values())
+    _within("parameter_grid", "grid points", size, settings.WALK_FORWARD_MAX_GRID_POINTS)
     expansion = grid_expand(
         wf_config.parameter_grid, strategy_config.strategy_class().Params, strategy_config.params
     )
@@ -122,7 +127,20 @@ def walk_forward_check(
         end=backtest_config.end_date,
     )
     plans = plan_windows(len(data), wf_config)
+    _within("windows", "windows", len(plans), settings.WALK_FORWARD_MAX_WINDOWS)
+    tasks = len(plans) * (len(expansion.points) + 1)
+    _within("grid points x windows", "tasks", tasks, settings.WALK_FORWARD_MAX_TASKS)
     return WalkForwardRequest(strategy_config, data, plans, len(expansion.points))
+
+
+def _within(field: str, what: str, size: int, limit: int) -> None:
+    if size > limit:
+        name = {"grid points": "GRID_POINTS", "windows": "WINDOWS", "tasks": "TASKS"}[what]
+        raise ValidationError(
+            f"{field}: this request makes {size:,} {what}; one walk-forward run may have at "
+            f"most {limit:,} (WALK_FORWARD_MAX_{name}): use fewer values or longer steps",
+            details={"field": field, "asked": size, "limit": limit},
+        )
 
 
 def walk_forward_run_create(

@@ -9,6 +9,6 @@ class ShellConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from config import wiring
+        from config import tasks, wiring  # noqa: F401  (tasks: registers jobs.reap)
 
         wiring.install()

@@ -281,6 +281,22 @@ HEALTH_WORKER_MAX_AGE_SECONDS: int = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", de
 HEALTH_BEAT_MAX_AGE_SECONDS: int = env.int("HEALTH_BEAT_MAX_AGE_SECONDS", default=120)
 HEALTH_BROKER_MAX_AGE_SECONDS: int = env.int("HEALTH_BROKER_MAX_AGE_SECONDS", default=300)
 
+# --- Jobs (backtests, walk-forwards, ingestion, model training) -------------------------------
+# A worker stamps each job it runs every JOB_HEARTBEAT_SECONDS; a running job whose stamp is
+# older than JOB_STALE_AFTER_SECONDS has lost its worker: the reaper (beat, every
+# JOB_REAP_EVERY_SECONDS) re-queues it, or fails it once it has been started JOB_MAX_ATTEMPTS
+# times. A queued job not taken for JOB_QUEUED_RESEND_SECONDS is sent again (its message may
+# sit with a dead worker until the broker's visibility timeout).
+JOB_HEARTBEAT_SECONDS: float = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_STALE_AFTER_SECONDS: int = env.int("JOB_STALE_AFTER_SECONDS", default=60)
+JOB_REAP_EVERY_SECONDS: float = env.float("JOB_REAP_EVERY_SECONDS", default=30.0)
+JOB_MAX_ATTEMPTS: int = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_QUEUED_RESEND_SECONDS: int = env.int("JOB_QUEUED_RESEND_SECONDS", default=300)
+# What one walk-forward request may queue (grid points x windows tasks).
+WALK_FORWARD_MAX_GRID_POINTS: int = env.int("WALK_FORWARD_MAX_GRID_POINTS", default=1000)
+WALK_FORWARD_MAX_WINDOWS: int = env.int("WALK_FORWARD_MAX_WINDOWS", default=250)
+WALK_FORWARD_MAX_TASKS: int = env.int("WALK_FORWARD_MAX_TASKS", default=5000)
+
 # --- Alerts -----------------------------------------------------------------------------
 # Repeats of an unacknowledged alert key within this window are grouped into one row.
 ALERT_GROUP_WINDOW_SECONDS: int = env.int("ALERT_GROUP_WINDOW_SECONDS", default=300)
@@ -319,6 +335,8 @@ if not DEBUG:
 # Installed into django-celery-beat's tables on beat start-up; editable in the admin.
 CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "monitoring.beat_heartbeat", "schedule": 30.0},
+    # Jobs whose worker died: re-queued or failed (JOB_* above).
+    "jobs-reap": {"task": "jobs.reap", "schedule": JOB_REAP_EVERY_SECONDS},
     # The trading loop (spec: strategy execution), order status polling every 5 s and
     # reconciliation against the broker every minute.
     "trading-tick": {"task": "trading.tick", "schedule": 60.0},

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from timescale.db.models.fields import TimescaleDateTimeField
 
 from marketdata.domain import Timeframe
@@ -108,6 +109,9 @@ class IngestionJob(models.Model):
     rows_written = models.PositiveBigIntegerField(default=0, help_text="Bars inserted or changed")
     rows_unchanged = models.PositiveBigIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now, help_text="Last sign of life: queued, claimed, or its worker's beat"
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from common.jobs import enqueue_on_commit
+from common.jobs import JobKind, enqueue_on_commit, job_beating
 from marketdata.domain import BarRecord, Timeframe, validate_bars
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, JobStatus
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
@@ -120,19 +120,27 @@ def _transition(job: IngestionJob, allowed: Sequence[str], to: str, **fields: An
 def ingestion_job_run(
     *, job_id: int, provider: DataProvider | None = None, clock: Clock | None = None
 ) -> IngestionJob:
-    """Run (or resume) a job. A finished job is left as it is, so redelivery is harmless."""
+    """Run (or resume) a QUEUED job. A running or finished job is left as it is, so a message
+    delivered twice runs it once; a job whose worker died is put back in the queue by the
+    reaper (``INGESTION_JOBS``) and resumes after its last committed chunk."""
     clock = clock or SystemClock()
     job = IngestionJob.objects.get(pk=job_id)
     if not _transition(
         job,
-        [JobStatus.QUEUED, JobStatus.RUNNING],
+        [JobStatus.QUEUED],
         JobStatus.RUNNING,
         attempts=F("attempts") + 1,
         started_at=clock.now(),
+        heartbeat_at=timezone.now(),
         error="",
     ):
         log.info("ingestion.skip", job_id=job.pk, status=job.status)
         return job
+    with job_beating(IngestionJob, job.pk):
+        return _run(job, provider, clock)
+
+
+def _run(job: IngestionJob, provider: DataProvider | None, clock: Clock) -> IngestionJob:
     log.info(
         "ingestion.start",
         job_id=job.pk,
@@ -215,7 +223,10 @@ def ingestion_job_submit(*, job: IngestionJob) -> IngestionJob:
     enqueue_on_commit(
         "marketdata.ingest",
         job.pk,
-        queued=lambda task_id: None,  # a resume finds the job by its status, not a task id
+        # a resume finds the job by its status, not a task id
+        queued=lambda task_id: IngestionJob.objects.filter(pk=job.pk).update(
+            heartbeat_at=timezone.now()
+        ),
         failed=lambda message: ingestion_job_fail(job=job, message=message),
         what="ingestion job",
     )
@@ -227,6 +238,17 @@ def ingestion_job_retry(*, job: IngestionJob) -> IngestionJob:
     if not _transition(job, [JobStatus.FAILED], JobStatus.QUEUED, finished_at=None):
         raise ConflictError(f"job #{job.pk} is {job.status}; only FAILED jobs can be retried")
     return job
+
+
+INGESTION_JOBS = JobKind(
+    name="ingestion",
+    model=IngestionJob,
+    task="marketdata.ingest",
+    queued=Q(status=JobStatus.QUEUED),
+    running=Q(status=JobStatus.RUNNING),
+    requeue=lambda: {"status": JobStatus.QUEUED},
+    fail=lambda message, now: {"status": JobStatus.FAILED, "error": message, "finished_at": now},
+)
 
 
 def daily_update_plan(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,6 +76,11 @@ def check_heartbeat(
     )
 
 
+# Checks of the apps' own parts that /healthz runs too (monitoring imports no app): the shell
+# installs them at start-up (``config.wiring``), e.g. the stuck-jobs check.
+EXTRA_CHECKS: list[Callable[[], ComponentStatus]] = []
+
+
 def platform_health() -> list[ComponentStatus]:
     database = check_database()
     statuses = [database, check_job_queue()]
@@ -84,7 +90,16 @@ def platform_health() -> list[ComponentStatus]:
         *statuses,
         check_heartbeat(WORKER, timedelta(seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)),
         check_heartbeat(BEAT, timedelta(seconds=settings.HEALTH_BEAT_MAX_AGE_SECONDS)),
+        *(_safely(check) for check in EXTRA_CHECKS),
     ]
+
+
+def _safely(check: Callable[[], ComponentStatus]) -> ComponentStatus:
+    try:
+        return check()
+    except Exception as error:  # a broken check is an unhealthy component, never a 500
+        name = getattr(check, "component", check.__name__)
+        return ComponentStatus(name, False, f"check failed: {type(error).__name__}")
 
 
 def heartbeat_record(

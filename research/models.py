@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from quant.strategies.config import TIMEFRAMES, StrategyConfig, config_validate
 
@@ -343,6 +344,13 @@ class ModelArtifact(models.Model):
     file_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the file")
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker took the training (empty: queued)"
+    )
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now, help_text="Last sign of life: queued, claimed, or its worker's beat"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Workers that took it")
     created_by = models.ForeignKey(
         "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

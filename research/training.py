@@ -25,10 +25,11 @@ import yaml
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db.models import F, Q
 from django.utils import timezone
 from sklearn.metrics import accuracy_score, log_loss, precision_score, roc_auc_score
 
-from common.jobs import enqueue_on_commit
+from common.jobs import JobKind, enqueue_on_commit, job_beating
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from marketdata.services import normalize_symbols
@@ -128,7 +129,9 @@ def model_artifact_submit(*, artifact: ModelArtifact) -> ModelArtifact:
     enqueue_on_commit(
         "quant.train_model",
         artifact.pk,
-        queued=lambda task_id: ModelArtifact.objects.filter(pk=artifact.pk).update(task_id=task_id),
+        queued=lambda task_id: ModelArtifact.objects.filter(pk=artifact.pk).update(
+            task_id=task_id, heartbeat_at=timezone.now()
+        ),
         failed=lambda message: model_artifact_finish(artifact, ModelStatus.FAILED, error=message),
         what="training",
     )
@@ -136,14 +139,26 @@ def model_artifact_submit(*, artifact: ModelArtifact) -> ModelArtifact:
 
 
 def model_artifact_train(*, artifact_id: int) -> ModelArtifact:
-    """Train a TRAINING artifact to READY or FAILED; any other artifact is left as it is."""
+    """Train a queued TRAINING artifact (no worker has taken it: ``started_at`` empty) to
+    READY or FAILED; any other artifact is left as it is, so a message delivered twice trains
+    it once. A training whose worker died is put back in the queue by the reaper
+    (``TRAINING_JOBS``)."""
+    now = timezone.now()
+    claimed = ModelArtifact.objects.filter(
+        pk=artifact_id, status=ModelStatus.TRAINING, started_at__isnull=True
+    ).update(started_at=now, heartbeat_at=now, attempts=F("attempts") + 1)
     artifact = ModelArtifact.objects.select_related("feature_set_version__feature_set").get(
         pk=artifact_id
     )
-    if artifact.status != ModelStatus.TRAINING:
+    if not claimed:
         log.info("model.skip", artifact=artifact.pk, status=artifact.status)
         return artifact
     log.info("model.train", artifact=artifact.pk, name=artifact.name, kind=artifact.kind)
+    with job_beating(ModelArtifact, artifact.pk):
+        return _train(artifact)
+
+
+def _train(artifact: ModelArtifact) -> ModelArtifact:
     try:
         model, data, validation = _validated_fit(artifact)
         importance = _importance(model, data)
@@ -174,6 +189,17 @@ def model_artifact_train(*, artifact_id: int) -> ModelArtifact:
         default_storage.delete(path)
     log.info("model.ready", artifact=artifact.pk, file=path, samples=validation["samples"])
     return artifact
+
+
+TRAINING_JOBS = JobKind(
+    name="training",
+    model=ModelArtifact,
+    task="quant.train_model",
+    queued=Q(status=ModelStatus.TRAINING, started_at__isnull=True),
+    running=Q(status=ModelStatus.TRAINING, started_at__isnull=False),
+    requeue=lambda: {"started_at": None},
+    fail=lambda message, now: {"status": ModelStatus.FAILED, "error": message, "finished_at": now},
+)
 
 
 def artifact_bundle_load(*, artifact: ModelArtifact) -> ModelBundle:

@@ -27,3 +27,10 @@ def check_broker_connection(mode: str = "paper", now: datetime | None = None) ->
         return ComponentStatus(name, False, f"{broker}: last reconciliation {age} s ago")
     state = "matched" if last.matched else f"{len(last.discrepancies or [])} discrepancies"
     return ComponentStatus(name, True, f"{broker}: reconciled {age} s ago ({state})")
+
+
+def live_reconciliation_failing() -> bool:
+    """The last live reconciliation failed (a strategy or order is live while live trading is
+    off or its configuration is broken): shown in health even when live trading is off."""
+    last = ReconciliationRun.objects.filter(mode="live").order_by("-started_at").first()
+    return last is not None and bool(last.error)

@@ -13,7 +13,7 @@ from research.models import Strategy, StrategyMode
 from trading.brokers import broker_for_mode
 from trading.models import Order, Position
 from trading.services.loop import trading_tick_all
-from trading.services.reconcile import orders_sync, reconcile
+from trading.services.reconcile import orders_sync_modes, reconcile_modes
 
 
 def modes_in_use() -> list[str]:
@@ -32,41 +32,36 @@ def modes_in_use() -> list[str]:
     return sorted(modes)
 
 
-def reconcile_mode(mode: str) -> dict[str, Any]:
-
-    run = reconcile(mode=mode, broker=broker_for_mode(mode))
-    return {
-        "mode": mode,
-        "matched": run.matched,
-        "discrepancies": run.discrepancies,
-        "error": run.error,
-    }
-
-
 @shared_task(name="trading.tick", ignore_result=True)
 def tick() -> list[dict[str, Any]]:
-
+    """One pass of the trading loop over every paper and live strategy."""
     return [r.__dict__ for r in trading_tick_all()]
 
 
 @shared_task(name="trading.poll_orders", ignore_result=True)
 def poll_orders() -> int:
-
-    changed = 0
-    for mode in set(
-        Order.objects.filter(status__in=[s.value for s in OPEN_STATUSES]).values_list(
-            "mode", flat=True
+    """Bring every open order up to the broker's report, each mode on its own."""
+    modes = sorted(
+        set(
+            Order.objects.filter(status__in=[s.value for s in OPEN_STATUSES]).values_list(
+                "mode", flat=True
+            )
         )
-    ):
-        changed += len(orders_sync(mode=mode, broker=broker_for_mode(mode), clock=_clock()))
-    return changed
+    )
+    return orders_sync_modes(modes=modes, broker_for=broker_for_mode, clock=SystemClock())
 
 
 @shared_task(name="trading.reconcile", ignore_result=True)
 def reconcile_all() -> list[dict[str, Any]]:
-    return [reconcile_mode(mode) for mode in modes_in_use()]
-
-
-def _clock() -> Any:
-
-    return SystemClock()
+    """Reconcile every mode in use against its broker, each on its own: one mode's broken
+    configuration never stops another's reconciliation."""
+    runs = reconcile_modes(modes=modes_in_use(), broker_for=broker_for_mode)
+    return [
+        {
+            "mode": run.mode,
+            "matched": run.matched,
+            "discrepancies": run.discrepancies,
+            "error": run.error,
+        }
+        for run in runs
+    ]

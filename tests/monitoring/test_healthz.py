@@ -28,7 +28,7 @@ def test_all_components_up_answers_200(client: Client) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"database", "job_queue", "worker", "beat"}
+    assert set(body["components"]) == {"database", "job_queue", "worker", "beat", "jobs"}
     assert all(c["healthy"] for c in body["components"].values())
 
 

@@ -2,7 +2,8 @@
 
 ``CeleryWorkers(database_url=..., broker_url=...)`` starts ``celery -A config worker`` processes
 (one task at a time each, ``--pool=solo``, as ``make run`` starts its worker) on the given
-database and broker, waits until every one says it is ready, and stops them all on exit.
+database and broker, waits until every one says it is ready, and stops them all on exit
+(``kill()`` kills them instead, as ``kill -9`` would; ``args=("-B",)`` embeds the beat).
 Their output goes to a log file, shown when one dies or never becomes ready.
 """
 
@@ -34,6 +35,7 @@ class CeleryWorkers:
         count: int = 2,
         name: str = "wf",
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.database_url, self.broker_url, self.count, self.name = (
             database_url,
@@ -42,6 +44,7 @@ class CeleryWorkers:
             name,
         )
         self.extra_env = env or {}
+        self.extra_args = args
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self._folder = Path(tempfile.mkdtemp(prefix="celery-workers-"))
@@ -98,6 +101,7 @@ class CeleryWorkers:
                             "--without-gossip",
                             "-n",
                             hostname,
+                            *self.extra_args,
                         ],
                         cwd=ROOT,
                         env=env,
@@ -129,6 +133,15 @@ class CeleryWorkers:
     def output(self, n: int | None = None) -> str:
         logs = self.logs if n is None else [self.logs[n]]
         return "\n".join(log.read_text(errors="replace") for log in logs if log.exists())
+
+    def kill(self) -> None:
+        """``kill -9`` every worker (and its children): no shutdown, nothing acknowledged."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        for process in self.processes:
+            process.wait(timeout=10)
+        self.processes = []
 
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL for any worker still there after 15 s."""

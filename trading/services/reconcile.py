@@ -10,6 +10,7 @@ for the trading mode; the first clean run afterwards turns it off again.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -103,6 +104,66 @@ def reconcile(*, mode: str, broker: BrokerClient, clock: Clock | None = None) ->
     _safe_mode_update(mode=mode, run=run, now=clock.now())
     risk().reconciled(mode=mode, now=clock.now())
     return run
+
+
+def reconcile_modes(
+    *,
+    modes: Iterable[str],
+    broker_for: Callable[[str], BrokerClient],
+    clock: Clock | None = None,
+) -> list[ReconciliationRun]:
+    """Reconcile each mode on its own: a mode whose broker cannot be built (a broken
+    configuration) or whose reconciliation crashes gets a failed run (health shows it) and an
+    alert, and the other modes are reconciled all the same."""
+    clock = clock or SystemClock()
+    runs = []
+    for mode in modes:
+        try:
+            runs.append(reconcile(mode=mode, broker=broker_for(mode), clock=clock))
+        except Exception as error:
+            log.exception("reconcile.failed", mode=mode)
+            runs.append(_reconcile_failed(mode=mode, error=error, clock=clock))
+    return runs
+
+
+def orders_sync_modes(
+    *, modes: Iterable[str], broker_for: Callable[[str], BrokerClient], clock: Clock
+) -> int:
+    """``orders_sync`` for each mode on its own (a broken mode never stops another's);
+    how many orders changed."""
+    changed = 0
+    for mode in modes:
+        try:
+            changed += len(orders_sync(mode=mode, broker=broker_for(mode), clock=clock))
+        except Exception as error:
+            log.exception("orders_sync.mode_failed", mode=mode)
+            alert_raise_safely(
+                source="trading.reconciliation",
+                severity="critical" if mode == "live" else "warning",
+                message=f"Order polling ({mode}) cannot run: {_error_text(error)}",
+                key=f"trading.poll_error.{mode}",
+            )
+    return changed
+
+
+def _reconcile_failed(*, mode: str, error: Exception, clock: Clock) -> ReconciliationRun:
+    text = _error_text(error)
+    now = clock.now()
+    run = ReconciliationRun.objects.create(
+        mode=mode, broker="unavailable", started_at=now, finished_at=now, error=text
+    )
+    alert_raise_safely(
+        source="trading.reconciliation",
+        severity="critical" if mode == "live" else "warning",
+        message=f"Reconciliation ({mode}) cannot run: {text}",
+        key=f"trading.reconcile_error.{mode}",
+    )
+    return run
+
+
+def _error_text(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    return f"{type(error).__name__}: {message}"
 
 
 def _compare(*, mode: str, broker: BrokerClient) -> list[dict[str, Any]]:
