@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -84,6 +84,38 @@ def bars_ingest(
         return bars_upsert(
             instrument_id=instrument.pk, timeframe=timeframe, bars=ordered, default_source=source
         )
+
+
+def bars_ingest_chunks(
+    *, symbol: str, timeframe: Timeframe, chunks: Iterable[Sequence[BarRecord]], source: str
+) -> UpsertResult:
+    """Validate and store a stream of bar chunks in time order in one transaction: all of
+    them or none. Only one chunk is held at a time, so memory does not grow with the stream;
+    an error from the stream (a file found bad while it is read) rolls everything back."""
+    total = UpsertResult()
+    last: datetime | None = None
+    try:
+        with transaction.atomic():
+            instrument = instrument_ensure(symbol=symbol)
+            for chunk in chunks:
+                ordered = validate_bars(chunk, source=source)
+                if not ordered:
+                    continue
+                if last is not None and ordered[0].ts <= last:
+                    raise ValidationError(
+                        f"{source}: chunks out of time order: {ordered[0].ts.isoformat()}"
+                        f" after {last.isoformat()}"
+                    )
+                total += bars_upsert(
+                    instrument_id=instrument.pk,
+                    timeframe=timeframe,
+                    bars=ordered,
+                    default_source=source,
+                )
+                last = ordered[-1].ts
+    except DataError as error:  # a value the columns cannot hold: validation should catch it
+        raise ValidationError(f"{source}: the database refused a value: {error}") from error
+    return total
 
 
 def ingestion_job_create(
