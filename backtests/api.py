@@ -4,36 +4,37 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
+from pydantic import model_validator
 
 from backtests import selectors
 from backtests.models import BacktestRun, WalkForwardRun
-from backtests.services import backtest_run_cancel, backtest_run_create, backtest_run_submit
-from backtests.walkforward_services import (
-    walk_forward_run_cancel,
-    walk_forward_run_create,
-    walk_forward_run_submit,
-)
+from backtests.services import backtest_run_cancel, backtest_run_start
+from backtests.walkforward_services import walk_forward_run_cancel, walk_forward_run_start
 from common.api import (
     MAX_ID,
     Accepted,
     Data,
+    Day,
+    DecimalString,
     Id,
     Out,
     Page,
     PageParams,
+    SymbolList,
     accepted,
     decimal_text,
     paginate,
     responses,
 )
 from common.auth import Role, acting_user, require_role
+from common.idempotency import idempotency_header, idempotency_scope, mark_replayed
 from quant.backtest import BacktestConfig, EngineMode, FillAt
 from quant.backtest.walkforward import WalkForwardConfig
+from quant.errors import ValidationError
 from research.selectors import strategy_by_id, strategy_version_get
 
 router = Router(tags=["runs"])
@@ -103,15 +104,33 @@ class RunFilters(PageParams):
 
 class JobIn(Schema):
     """What a backtest and a walk-forward run both take: the strategy, the data range and the
-    costs (the strategy's current version runs)."""
+    costs (the strategy's current version runs). ``end`` may not be before ``start`` (422);
+    symbols are distinct (a duplicate is a 422 with the request)."""
 
     strategy_id: int = Field(ge=1, le=MAX_ID)
-    start: date | None = Field(None, description="first day (UTC); default: the first bar")
-    end: date | None = Field(None, description="last day (UTC); default: the newest bar")
-    symbols: list[str] | None = Field(None, max_length=100, description="default: the config's")
-    initial_capital: Decimal = Field(Decimal("100000"), gt=0, max_digits=20, decimal_places=2)
-    commission_per_trade: Decimal = Field(Decimal("1.00"), ge=0, max_digits=12, decimal_places=4)
-    slippage_bps: Decimal = Field(Decimal("10"), ge=0, lt=10_000, max_digits=10, decimal_places=4)
+    start: Day | None = Field(None, description="first day (UTC); default: the first bar")
+    end: Day | None = Field(
+        None, description="last day (UTC), not before start; default: the newest bar"
+    )
+    symbols: SymbolList | None = Field(None, description="distinct; default: the config's")
+    initial_capital: Annotated[Decimal, DecimalString(18, 2, positive=True)] = Field(
+        Decimal("100000"), description='a decimal string, e.g. "100000"'
+    )
+    commission_per_trade: Annotated[Decimal, DecimalString(8, 4)] = Field(
+        Decimal("1.00"), description='per trade, a decimal string, e.g. "1.00"'
+    )
+    slippage_bps: Annotated[Decimal, DecimalString(4, 4)] = Field(
+        Decimal("10"), description='basis points below 10000, a decimal string, e.g. "10"'
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> JobIn:
+        if self.start and self.end and self.end < self.start:
+            raise ValidationError(
+                f"end {self.end} is before start {self.start}",
+                details={"problems": ["body.payload.end: before start"]},
+            )
+        return self
 
     def backtest_config(self, **extra: Any) -> Any:
 
@@ -125,7 +144,7 @@ class JobIn(Schema):
         )
 
     def symbol_override(self) -> tuple[str, ...] | None:
-        return tuple(s.strip().upper() for s in self.symbols) if self.symbols else None
+        return tuple(self.symbols) if self.symbols else None
 
 
 class BacktestIn(JobIn):
@@ -207,7 +226,12 @@ def runs_list(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any
 
 
 @router.post("", response=responses(202, Data(Accepted), 403, 404, 409, 422))
-def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn) -> Status[Any]:
+def run_start(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: BacktestIn,
+    idempotency_key: str | None = idempotency_header(),
+) -> Status[Any]:
     """Queue a backtest of the strategy's current version: 202 with the run id and a
     Location to poll (``GET /v1/runs/{id}``: status, progress, then metrics and trades)."""
 
@@ -215,16 +239,17 @@ def run_start(request: HttpRequest, response: HttpResponse, payload: BacktestIn)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
     version = strategy_version_get(strategy=strategy)
     config = payload.backtest_config(fill_at=FillAt(payload.fill_at))
-    with transaction.atomic():
-        run = backtest_run_create(
-            strategy_version=version,
-            config=config,
-            mode=EngineMode(payload.engine_mode),
-            symbols=payload.symbol_override(),
-            requested_by=acting_user(principal),
-        )
-        backtest_run_submit(run=run)
-    return accepted(response, f"/v1/runs/{run.pk}", run)
+    user = acting_user(principal)
+    once = backtest_run_start(
+        strategy_version=version,
+        config=config,
+        mode=EngineMode(payload.engine_mode),
+        symbols=payload.symbol_override(),
+        requested_by=user,
+        idempotency_key=idempotency_scope(user.pk, idempotency_key),
+    )
+    mark_replayed(response, once)
+    return accepted(response, f"/v1/runs/{once.value.pk}", once.value)
 
 
 @router.get("/{run_id}", response=responses(200, Data(RunDetailOut), 404, 422))
@@ -364,7 +389,10 @@ def walk_forward_list(request: HttpRequest, filters: Query[WalkForwardFilters]) 
 
 @walk_forward_router.post("", response=responses(202, Data(Accepted), 403, 404, 409, 422))
 def walk_forward_start(
-    request: HttpRequest, response: HttpResponse, payload: WalkForwardIn
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: WalkForwardIn,
+    idempotency_key: str | None = idempotency_header(),
 ) -> Status[Any]:
     """Check and queue a walk-forward run (windows fan out over the Celery workers)."""
 
@@ -380,16 +408,17 @@ def walk_forward_start(
         objective=payload.objective,  # type: ignore[arg-type]
         min_trades_required=payload.min_trades_required,
     )
-    with transaction.atomic():
-        run = walk_forward_run_create(
-            strategy_version=version,
-            wf_config=wf_config,
-            backtest_config=payload.backtest_config(),
-            symbols=payload.symbol_override(),
-            requested_by=acting_user(principal),
-        )
-        walk_forward_run_submit(run=run)
-    return accepted(response, f"/v1/walk-forward/{run.pk}", run)
+    user = acting_user(principal)
+    once = walk_forward_run_start(
+        strategy_version=version,
+        wf_config=wf_config,
+        backtest_config=payload.backtest_config(),
+        symbols=payload.symbol_override(),
+        requested_by=user,
+        idempotency_key=idempotency_scope(user.pk, idempotency_key),
+    )
+    mark_replayed(response, once)
+    return accepted(response, f"/v1/walk-forward/{once.value.pk}", once.value)
 
 
 @walk_forward_router.get("/{run_id}", response=responses(200, Data(WalkForwardDetailOut), 404, 422))

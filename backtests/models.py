@@ -57,6 +57,10 @@ class JobRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    idempotency_key = models.CharField(
+        max_length=120, blank=True, default="", help_text="The client's Idempotency-Key (per user)"
+    )
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -123,6 +127,11 @@ class BacktestRun(JobRun):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="backtestrun_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="backtestrun_unique_idempotency_key",
             ),
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=1), name="backtestrun_progress_0_1"
@@ -211,6 +220,11 @@ class WalkForwardRun(JobRun):
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="walkforward_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="walkforward_unique_idempotency_key",
             ),
             models.CheckConstraint(
                 condition=Q(tasks_done__lte=models.F("tasks_total")),

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, run_transition
 from backtests.reports import run_report_html
+from common.idempotency import Once, created_once, request_fingerprint
 from common.jobs import JobKind, enqueue_on_commit, job_beating, stale_before
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
@@ -90,6 +91,7 @@ def backtest_run_create(
     mode: EngineMode | str = EngineMode.EVENT,
     symbols: tuple[str, ...] | None = None,
     requested_by: User | None = None,
+    idempotency: tuple[str, str] = ("", ""),
 ) -> BacktestRun:
     """Validate and store a QUEUED run of one strategy version (nothing is stored on error).
 
@@ -104,18 +106,55 @@ def backtest_run_create(
             f"strategy class {strategy_config.class_name!r} has no vectorized form: use event mode"
         )
     config = _with_timeframe(config, strategy_config.timeframe)
-    return BacktestRun.objects.create(
-        strategy=strategy_version.strategy,
-        strategy_version=strategy_version,
-        engine_mode=mode.value,
-        strategy_config=strategy_config.as_dict(),
-        backtest_config=config.as_dict(),
-        symbols=list(strategy_config.symbols),
-        timeframe=strategy_config.timeframe,
-        start=config.start_date,
-        end=config.end_date,
-        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+    with transaction.atomic():  # a savepoint: a lost race on the idempotency key
+        return BacktestRun.objects.create(
+            strategy=strategy_version.strategy,
+            strategy_version=strategy_version,
+            engine_mode=mode.value,
+            strategy_config=strategy_config.as_dict(),
+            backtest_config=config.as_dict(),
+            symbols=list(strategy_config.symbols),
+            timeframe=strategy_config.timeframe,
+            start=config.start_date,
+            end=config.end_date,
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            idempotency_key=idempotency[0],
+            idempotency_fingerprint=idempotency[1],
+        )
+
+
+def backtest_run_start(
+    *,
+    strategy_version: StrategyVersion,
+    config: BacktestConfig,
+    mode: EngineMode | str = EngineMode.EVENT,
+    symbols: tuple[str, ...] | None = None,
+    requested_by: User | None = None,
+    idempotency_key: str = "",
+) -> Once[BacktestRun]:
+    """Create and queue a run, at most once per ``idempotency_key`` (``common.idempotency``:
+    a retry gets the first request's run, queued once; the same key with a different request
+    is refused)."""
+    fingerprint = request_fingerprint(
+        strategy_version=strategy_version.pk,
+        config=config.as_dict(),
+        mode=EngineMode(mode).value,
+        symbols=list(symbols or []),
     )
+
+    def create() -> BacktestRun:
+        run = backtest_run_create(
+            strategy_version=strategy_version,
+            config=config,
+            mode=mode,
+            symbols=symbols,
+            requested_by=requested_by,
+            idempotency=(idempotency_key, fingerprint),
+        )
+        return backtest_run_submit(run=run)
+
+    with transaction.atomic():
+        return created_once(BacktestRun, idempotency_key, fingerprint, create)
 
 
 def backtest_run_submit(*, run: BacktestRun) -> BacktestRun:

@@ -37,6 +37,7 @@ from backtests.models import (
 )
 from backtests.reports import walk_forward_report_html
 from backtests.services import market_data_load
+from common.idempotency import Once, created_once, request_fingerprint
 from common.jobs import enqueue_on_commit
 from quant.backtest import BacktestConfig, MarketData
 from quant.backtest.walkforward import (
@@ -150,6 +151,7 @@ def walk_forward_run_create(
     backtest_config: BacktestConfig,
     symbols: tuple[str, ...] | None = None,
     requested_by: User | None = None,
+    idempotency: tuple[str, str] = ("", ""),
 ) -> WalkForwardRun:
     """Check (``walk_forward_check``) and store a QUEUED run with its window rows; nothing
     is stored on error."""
@@ -181,6 +183,8 @@ def walk_forward_run_create(
             timeframe=strategy_config.timeframe,
             tasks_total=len(plans) * (n_points + 1),
             requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            idempotency_key=idempotency[0],
+            idempotency_fingerprint=idempotency[1],
         )
         WalkForwardWindow.objects.bulk_create(
             [
@@ -197,6 +201,38 @@ def walk_forward_run_create(
         )
     log.info("walkforward.created", run_id=run.pk, windows=len(plans), grid_points=n_points)
     return run
+
+
+def walk_forward_run_start(
+    *,
+    strategy_version: StrategyVersion,
+    wf_config: WalkForwardConfig,
+    backtest_config: BacktestConfig,
+    symbols: tuple[str, ...] | None = None,
+    requested_by: User | None = None,
+    idempotency_key: str = "",
+) -> Once[WalkForwardRun]:
+    """Create and queue a run, at most once per ``idempotency_key`` (``common.idempotency``)."""
+    fingerprint = request_fingerprint(
+        strategy_version=strategy_version.pk,
+        wf_config=wf_config.as_dict(),
+        backtest_config=backtest_config.as_dict(),
+        symbols=list(symbols or []),
+    )
+
+    def create() -> WalkForwardRun:
+        run = walk_forward_run_create(
+            strategy_version=strategy_version,
+            wf_config=wf_config,
+            backtest_config=backtest_config,
+            symbols=symbols,
+            requested_by=requested_by,
+            idempotency=(idempotency_key, fingerprint),
+        )
+        return walk_forward_run_submit(run=run)
+
+    with transaction.atomic():
+        return created_once(WalkForwardRun, idempotency_key, fingerprint, create)
 
 
 def walk_forward_run_submit(*, run: WalkForwardRun) -> WalkForwardRun:

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from django.contrib.auth import authenticate
-from django.core.exceptions import ObjectDoesNotExist
+from django.contrib.auth import authenticate, logout
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, NinjaAPI, Router, Schema
@@ -28,18 +28,22 @@ from backtests.api import walk_forward_router
 from common.api import CODES, Data, JSONRenderer, Out, responses
 from common.auth import (
     API_AUTH,
-    REFRESH,
     AuthenticationFailed,
+    RateLimited,
     Role,
     api_throttles,
+    login_cooloff_seconds,
+    login_lockout_message,
     login_throttle,
     principal_for,
     require_role,
     token_pair,
-    token_principal,
+    token_refresh,
+    tokens_logout,
 )
 from config.api_strategies import strategies_router
 from config.health import platform_health_full
+from config.middleware import too_large
 from monitoring.api import alerts_router
 from quant.errors import ApplicationError
 from research.api import models_router
@@ -63,6 +67,16 @@ class RefreshIn(Schema):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
+class LogoutIn(Schema):
+    refresh_token: str | None = Field(
+        None, min_length=1, max_length=4096, description="also revoke this sign-in (optional)"
+    )
+
+
+class LogoutOut(Out):
+    revoked: int = Field(description="token families (sign-ins) revoked")
+
+
 class TokensOut(Out):
     access_token: str
     refresh_token: str
@@ -78,12 +92,15 @@ class MeOut(Out):
     role: str
 
 
-@auth_router.post(
-    "/login", auth=None, throttle=[login_throttle()], response=responses(200, Data(TokensOut), 422)
-)
+@auth_router.post("/login", auth=None, response=responses(200, Data(TokensOut), 422, 429))
 def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
-    """Exchange a username and password for an access token and a refresh token."""
+    """Exchange a username and password for an access token and a refresh token (a new
+    sign-in). Failures are counted per username and client address together (django-axes, as
+    for the dashboard and the admin): too many lock that pair out for a while (429), never
+    another user nor this user from another address."""
     user = authenticate(request, username=payload.username, password=payload.password)
+    if user is None and getattr(request, "axes_locked_out", False):
+        raise RateLimited(login_lockout_message(), retry_after=login_cooloff_seconds())
     principal = principal_for(user.pk) if user is not None else None
     if principal is None:
         raise AuthenticationFailed("wrong username or password")
@@ -97,8 +114,21 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
     response=responses(200, Data(TokensOut), 422),
 )
 def refresh(request: HttpRequest, payload: RefreshIn) -> dict[str, Any]:
-    """A new token pair for a valid refresh token (the user must still be active)."""
-    return {"data": token_pair(token_principal(payload.refresh_token, REFRESH))}
+    """A new token pair for a refresh token, which is used up (rotation): a used one presented
+    again revokes every token of its sign-in. The user must still be active and the sign-in
+    not revoked (logout, password change, deactivation)."""
+    return {"data": token_refresh(payload.refresh_token)}
+
+
+@auth_router.post("/logout", response=responses(200, Data(LogoutOut), 403, 422))
+def logout_tokens(request: HttpRequest, payload: LogoutIn) -> dict[str, Any]:
+    """Sign out: revoke the sign-in of the bearer token (its refresh and access tokens) and of
+    ``refresh_token`` when given; with the dashboard's session, end the session too."""
+    principal = require_role(request, Role.VIEWER)
+    revoked = tokens_logout(principal, payload.refresh_token)
+    if principal.token_family is None:
+        logout(request)
+    return {"data": {"revoked": revoked}}
 
 
 @auth_router.get("/me", response=responses(200, Data(MeOut)))
@@ -121,7 +151,10 @@ api = NinjaAPI(
     description=(
         "Market data, strategies, backtests, walk-forward validation, models, paper and live "
         "trading, risk controls and alerts. Sign in with `POST /v1/auth/login` and send "
-        "`Authorization: Bearer <access_token>`."
+        "`Authorization: Bearer <access_token>`. Money and quantities are JSON strings (exact "
+        "decimals, as each field's pattern says); days are `YYYY-MM-DD` from 1900-01-01 to "
+        "2199-12-31. No string (query parameter, form field, JSON key or value) may contain "
+        "the NUL character U+0000: 422 naming the field. A body over the upload limit is 413."
     ),
     urls_namespace="v1",
     docs_url="/docs",
@@ -198,6 +231,17 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error_response(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # Normally answered by config.middleware before the view; this covers a late reader.
+    return too_large(request)
+
+
+@api.exception_handler(SuspiciousOperation)
+def _malformed(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    return error_response(request, 400, f"malformed request: {exc}")
 
 
 @api.exception_handler(Http404)

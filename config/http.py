@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,7 +107,7 @@ class ThreadedWsgi:
                 return
             body.extend(message.get("body", b""))
             if len(body) > MAX_BODY_BYTES:
-                await _send(send, 413, [(b"content-type", b"text/plain")], b"request too large")
+                await _send(send, 413, *too_large_answer(scope["path"]))
                 return
             if not message.get("more_body"):
                 break
@@ -115,6 +116,20 @@ class ThreadedWsgi:
             self.executor, run_wsgi, self.app, wsgi_environ(scope, bytes(body))
         )
         await _send(send, status, headers, content)
+
+
+def too_large_answer(path: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """413 before Django sees the body: the API's error envelope under ``/v1``, a short page
+    elsewhere (the same answers as ``config.middleware`` gives for Django's own limit)."""
+    message = f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+    if path.startswith("/v1/"):
+        error = {"code": "payload_too_large", "message": message, "details": {}}
+        error["details"] = {"limit_bytes": MAX_BODY_BYTES}
+        return [(b"content-type", b"application/json")], json.dumps({"error": error}).encode()
+    page = (
+        f"<!doctype html><title>Request too large</title><h1>Request too large</h1><p>{message}</p>"
+    )
+    return [(b"content-type", b"text/html; charset=utf-8")], page.encode()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

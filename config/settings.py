@@ -8,6 +8,7 @@ REDIS_URL, SECRET_KEY and the Alpaca keys.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ INSTALLED_APPS = [
     "django_structlog",
     "ninja",
     "corsheaders",
+    "axes",
+    "csp",
     "channels",
     "common.apps.CommonConfig",
     "research.apps.ResearchConfig",
@@ -75,15 +78,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # NUL characters and bodies over the upload limit: refused before any view (4xx, not 500)
+    "config.middleware.RequestGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # last: turns a sign-in refused for too many failures into a 429 (config/auth docs)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -186,17 +194,84 @@ API_PRINCIPAL_CACHE_SECONDS: float = env.float("API_PRINCIPAL_CACHE_SECONDS", de
 # Requests per minute, counted per signed-in user and per client IP (429 + Retry-After).
 API_RATE_LIMIT_USER_PER_MINUTE: int = env.int("API_RATE_LIMIT_USER_PER_MINUTE", default=600)
 API_RATE_LIMIT_IP_PER_MINUTE: int = env.int("API_RATE_LIMIT_IP_PER_MINUTE", default=1200)
-# Sign-in attempts per minute and IP (password guessing).
+# Token refreshes per minute and client IP (``POST /v1/auth/refresh``). Password guessing on
+# every sign-in (``/v1/auth/login``, ``/signin``, ``/admin/login/``) is throttled by django-axes
+# below, per username and client together.
 API_RATE_LIMIT_LOGIN_PER_MINUTE: int = env.int("API_RATE_LIMIT_LOGIN_PER_MINUTE", default=20)
-# A separate dashboard (Next.js on localhost:3000 or Vercel) calls the API from the browser.
+# Reverse proxies in front of the web process that append the client's address to
+# X-Forwarded-For (0: the TCP peer is the client; headers are ignored, never trusted blindly).
+TRUSTED_PROXY_COUNT: int = env.int("TRUSTED_PROXY_COUNT", default=0)
+# A separate dashboard (Next.js on localhost:3000, Vercel) calls the API from the browser: name
+# its origins. No origin is trusted by default except the local Next.js dev server when DEBUG
+# is on; a wildcard (CORS_ALLOWED_ORIGIN_REGEXES) only when set explicitly.
 CORS_ALLOWED_ORIGINS: list[str] = env.list(
-    "CORS_ALLOWED_ORIGINS", default=["http://localhost:3000", "http://127.0.0.1:3000"]
+    "CORS_ALLOWED_ORIGINS",
+    default=["http://localhost:3000", "http://127.0.0.1:3000"] if DEBUG else [],
 )
-CORS_ALLOWED_ORIGIN_REGEXES: list[str] = env.list(
-    "CORS_ALLOWED_ORIGIN_REGEXES", default=[r"^https://[a-z0-9-]+\.vercel\.app$"]
-)
+CORS_ALLOWED_ORIGIN_REGEXES: list[str] = env.list("CORS_ALLOWED_ORIGIN_REGEXES", default=[])
 CORS_URLS_REGEX = r"^/v1/.*$"
 CORS_EXPOSE_HEADERS = ["Location", "Retry-After"]
+
+# --- Sign-in throttling (django-axes) -----------------------------------------------------
+# Every sign-in (/signin, /admin/login/, POST /v1/auth/login) counts failures per username AND
+# client address together: LOGIN_FAILURE_LIMIT failures lock that pair out for
+# LOGIN_COOLOFF_MINUTES (429), and each further failure during the lock starts the cool-off
+# again (back-off). A client guessing one account locks neither the other accounts behind the
+# same proxy nor the account's owner signing in from elsewhere; a success clears the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT: int = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_CLIENT_IP_CALLABLE = "common.auth.address_of_client"
+AXES_LOCKOUT_CALLABLE = "common.auth.login_lockout_response"
+AXES_ENABLE_ADMIN = True
+AXES_VERBOSE = False
+# The kill switch's admin code (risk.services): wrong codes are counted per user and per
+# client; after KILL_SWITCH_CODE_FREE_FAILURES failures each attempt waits a back-off that
+# doubles from KILL_SWITCH_CODE_BACKOFF_SECONDS up to KILL_SWITCH_CODE_BACKOFF_MAX_SECONDS
+# (429), and from KILL_SWITCH_CODE_ALERT_AFTER failures on every failure raises an alert.
+KILL_SWITCH_CODE_FREE_FAILURES: int = env.int("KILL_SWITCH_CODE_FREE_FAILURES", default=3)
+KILL_SWITCH_CODE_BACKOFF_SECONDS: float = env.float("KILL_SWITCH_CODE_BACKOFF_SECONDS", default=5.0)
+KILL_SWITCH_CODE_BACKOFF_MAX_SECONDS: float = env.float(
+    "KILL_SWITCH_CODE_BACKOFF_MAX_SECONDS", default=900.0
+)
+KILL_SWITCH_CODE_ALERT_AFTER: int = env.int("KILL_SWITCH_CODE_ALERT_AFTER", default=5)
+
+# --- HTTPS and browser policies (docs/production-security.md) -----------------------------
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto, set SECURE_PROXY_SSL_HEADER=true.
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT: bool = env.bool("SECURE_SSL_REDIRECT", default=False)
+# The load balancer's probe may speak plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# The dashboard loads scripts, styles and fonts from its own origin only (static/, no CDN);
+# style attributes in the templates and plotly's injected styles need inline styles. The
+# backtest report files inline plotly.js and get a wider policy of their own (config/urls.py).
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Redis, Celery, Channels ------------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")

@@ -1,6 +1,11 @@
 """The URLs: the embedded dashboard, operations, the admin, ``/v1`` and report files."""
 
+from collections.abc import Callable
+from typing import cast
+
+from csp.decorators import csp_update
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import path
 
 from backtests import views as backtests_views
@@ -9,6 +14,15 @@ from config.dashboard import landing, overview, session, strategies
 from monitoring import views as monitoring_views
 from risk import views as risk_views
 from trading import views as trading_views
+
+# A backtest report is one self-contained file: plotly.js, its charts and its styles inline.
+_report_csp = csp_update({"script-src": ["'unsafe-inline'"]})
+
+
+def report_policy(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """The report views with the wider script policy (their own inline plotly.js)."""
+    return _report_csp(cast("Callable[[HttpRequest], HttpResponseBase]", view))
+
 
 urlpatterns = [
     # the embedded dashboard
@@ -33,12 +47,12 @@ urlpatterns = [
     path("v1/", api.urls),
     path(
         "backtests/runs/<int:run_id>/report.<str:kind>",
-        backtests_views.run_report,
+        report_policy(backtests_views.run_report),
         name="backtest-report",
     ),
     path(
         "backtests/walk-forward/<int:run_id>/report.<str:kind>",
-        backtests_views.walk_forward_report,
+        report_policy(backtests_views.walk_forward_report),
         name="walkforward-report",
     ),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
@@ -11,6 +11,7 @@ from ninja import Field, Query, Router
 from common.api import (
     COUNT_CAP,
     Data,
+    Day,
     Id,
     Out,
     Page,
@@ -48,8 +49,14 @@ class AlertOut(Out):
 class AlertFilters(PageParams):
     severity: Literal["info", "warning", "critical"] | None = None
     acknowledged: bool | None = None
-    from_date: date | None = Field(None, description="first day included (UTC, last seen)")
-    to_date: date | None = Field(None, description="last day included (UTC, last seen)")
+    from_date: Day | None = Field(
+        None, description="first day included (UTC, last seen), 1900-01-01 to 2199-12-31"
+    )
+    to_date: Day | None = Field(
+        None,
+        description="last day included (UTC, last seen), 1900-01-01 to 2199-12-31, "
+        "not before from_date",
+    )
 
 
 def alert_out(alert: Alert) -> dict[str, Any]:

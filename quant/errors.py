@@ -64,3 +64,17 @@ class GateClosedError(ConflictError):
     mode it was not promoted to, a backtest of an unreviewed version)."""
 
     code = "gate_closed"
+
+
+class LiveTradingDisabledError(ConflictError):
+    """An order for the live account while this deployment has no live broker (live trading
+    switched off, or no keys): nothing is stored or sent."""
+
+    code = "live_trading_disabled"
+
+
+class IdempotencyKeyReusedError(ValidationError):
+    """An ``Idempotency-Key`` sent again with a different request: nothing is done (the
+    original's answer belongs to the original request)."""
+
+    code = "idempotency_key_reused"

@@ -8,9 +8,23 @@ from typing import Any, Literal
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
+from pydantic import model_validator
 
-from common.api import Accepted, Data, Id, Out, Page, PageParams, accepted, paginate, responses
+from common.api import (
+    Accepted,
+    Data,
+    Day,
+    Id,
+    Out,
+    Page,
+    PageParams,
+    SymbolList,
+    accepted,
+    paginate,
+    responses,
+)
 from common.auth import Role, acting_user, require_role
+from quant.errors import ValidationError
 from research import selectors
 from research.models import ModelArtifact
 from research.training import label_parse, model_artifact_create, model_artifact_submit
@@ -51,13 +65,21 @@ class ModelFilters(PageParams):
 
 
 class ModelTrainIn(Schema):
-    name: str = Field(min_length=1, max_length=100)
-    kind: str = Field("lightgbm", max_length=40)
+    """A training request: ``end`` after ``start`` (422 otherwise), distinct symbols (a
+    duplicate is a 422 with the request); ``params`` are the model kind's (unknown ones: 422)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]{1,100}$",
+        description="letters, digits, '_', '.' or '-'",
+    )
+    kind: Literal["lightgbm", "sklearn_logistic"] = "lightgbm"
     feature_set: str = Field(min_length=1, max_length=100, description="feature set name")
-    symbols: list[str] = Field(min_length=1, max_length=100)
-    timeframe: str = Field("1Day", max_length=8)
-    start: date
-    end: date
+    symbols: SymbolList = Field(min_length=1, description="distinct symbols")
+    timeframe: Literal["1Min", "5Min", "15Min", "1Hour", "1Day"] = "1Day"
+    start: Day
+    end: Day = Field(description="after start")
     label: str = Field(
         "forward_return:horizon=5",
         max_length=200,
@@ -66,6 +88,15 @@ class ModelTrainIn(Schema):
     params: dict[str, Any] = Field(default_factory=dict)
     n_splits: int = Field(5, ge=2, le=20)
     embargo_bars: int = Field(5, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _range(self) -> ModelTrainIn:
+        if self.end <= self.start:
+            raise ValidationError(
+                f"end {self.end} is not after start {self.start}",
+                details={"problems": ["body.payload.end: not after start"]},
+            )
+        return self
 
 
 def model_out(artifact: ModelArtifact, *, detail: bool = False) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from common.admin import ACTION_FORM_TEMPLATE, ReadOnlyAdmin
+from common.auth import client_ip
 from quant.errors import ApplicationError
 from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS, StrategyLimits
 from research.models import Strategy
@@ -234,9 +235,11 @@ class KillSwitchStateAdmin(ReadOnlyAdmin):
                         admin_code=form.cleaned_data["admin_code"],
                         scope=state.strategy or "global",
                         user=request.user,
+                        client=client_ip(request),
                     )
                 except ApplicationError as error:
                     self.message_user(request, error.message, messages.ERROR)
+                    break  # one wrong code counts once, not once per selected row
                 else:
                     self.message_user(
                         request, f"Kill switch ({state.label}) is off.", messages.SUCCESS

@@ -10,10 +10,22 @@ from typing import Annotated, Any, Literal
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema, Status
+from pydantic import ConfigDict, create_model
 
-from common.api import MAX_ID, Data, Id, Out, Page, PageParams, paginate, responses
-from common.auth import Role, acting_user, require_role, username
+from common.api import (
+    MAX_ID,
+    Data,
+    DecimalString,
+    Id,
+    Out,
+    Page,
+    PageParams,
+    paginate,
+    responses,
+)
+from common.auth import Role, acting_user, client_ip, require_role, username
 from quant.errors import NotFoundError, ValidationError
+from quant.risk.limits import PLATFORM_FIELDS, STRATEGY_FIELDS
 from quant.risk.state import TradingState
 from research.selectors import approval_get, strategy_by_id
 from research.selectors import approvals_list as approvals
@@ -86,6 +98,26 @@ class KillSwitchOut(Out):
 
 
 class KillSwitchIn(Schema):
+    """Activate with a reason (not blank); deactivate with the admin code."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {"action": {"const": "activate"}, "reason": {"pattern": "\\S"}},
+                    "required": ["action", "reason"],
+                },
+                {
+                    "properties": {
+                        "action": {"const": "deactivate"},
+                        "admin_code": {"minLength": 1},
+                    },
+                    "required": ["action", "admin_code"],
+                },
+            ]
+        }
+    )
+
     action: Literal["activate", "deactivate"]
     scope: str = Field(
         "global", min_length=1, max_length=100, description="global, or a strategy id or name"
@@ -122,11 +154,12 @@ def kill_switch_status(request: HttpRequest) -> dict[str, Any]:
 
 
 @controls_router.post(
-    "/kill-switch", response=responses(200, Data(KillSwitchOut), 403, 404, 409, 422)
+    "/kill-switch", response=responses(200, Data(KillSwitchOut), 403, 404, 409, 422, 429)
 )
 def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, Any]:
     """Activate (operator; a reason is required) or deactivate (admin, with the admin code)
-    the kill switch of one scope. A wrong admin code is refused with 403 and audited."""
+    the kill switch of one scope. A wrong admin code is refused with 403 and audited; after a
+    few, attempts wait a back-off (429 with Retry-After) and an alert is raised."""
 
     if payload.action == "activate":
         principal = require_role(request, Role.OPERATOR)
@@ -139,7 +172,10 @@ def kill_switch_set(request: HttpRequest, payload: KillSwitchIn) -> dict[str, An
     else:
         principal = require_role(request, Role.ADMIN)
         state = killswitch_deactivate(
-            admin_code=payload.admin_code, scope=payload.scope, user=acting_user(principal)
+            admin_code=payload.admin_code,
+            scope=payload.scope,
+            user=acting_user(principal),
+            client=client_ip(request),
         )
     state = KillSwitchState.objects.select_related(
         "strategy", "activated_by", "deactivated_by"
@@ -342,10 +378,34 @@ class LimitChangeOut(Out):
     decision_note: str
 
 
+_LIMIT_TYPES: dict[str, Any] = {
+    "pct": Annotated[Decimal, DecimalString(3, 6, percent=True)],
+    "positive": Annotated[Decimal, DecimalString(14, 6, positive=True)],
+    "non_negative": Annotated[Decimal, DecimalString(14, 6)],
+    "count": Annotated[int, Field(ge=1, le=100_000)],
+}
+# Every limit by name, each optional and typed (percentages as "2.5", money as "25000",
+# counts as integers); an unknown name is refused.
+_LIMIT_FIELDS: dict[str, Any] = {
+    name: (_LIMIT_TYPES[spec.kind], None)
+    for name, spec in {**PLATFORM_FIELDS, **STRATEGY_FIELDS}.items()
+}
+LimitValuesIn: Any = create_model(
+    "LimitValuesIn",
+    __config__=ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1}),
+    **_LIMIT_FIELDS,
+)
+
+
 class LimitChangeIn(Schema):
+    """Platform limits with ``scope: platform``; a strategy's limits (max_allocation_pct,
+    max_drawdown_pct, max_daily_loss_pct, min_liquidity) with ``scope: strategy`` and its
+    ``strategy_id``. The new set as a whole must stay valid and differ from the current one
+    (422 otherwise, naming the limit)."""
+
     scope: Literal["platform", "strategy"]
     strategy_id: int | None = Field(None, ge=1, le=MAX_ID)
-    values: dict[str, Decimal | int] = Field(min_length=1, description="new value per limit name")
+    values: LimitValuesIn = Field(description="new value per limit name (at least one)")
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -420,7 +480,7 @@ def limit_change_request(request: HttpRequest, payload: LimitChangeIn) -> Status
         user=acting_user(principal),
         scope=payload.scope,
         strategy=strategy,
-        values=payload.values,
+        values=payload.values.model_dump(exclude_unset=True),
         reason=payload.reason,
     )
     return Status(201, {"data": limit_change_out(_change(change.pk))})

@@ -5,21 +5,27 @@ or rejected by a different user; only an approval applies it, atomically. The ki
 (spec section 6): activation takes the kill-switch lock exclusively, writes the
 state and an audit event, and after the commit raises a CRITICAL alert and sends
 ``kill_switch_activated`` so the trading app cancels, halts and maybe flattens. Deactivation
-needs the admin code, checked against its stored hash; a refusal is audited too.
+needs the admin code, checked against its stored hash before any lock is taken, with a back-off
+and an alert for repeated wrong codes; a refusal is audited too.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from common.auth import RateLimited
 from monitoring.services import alert_raise_safely
 from quant.errors import ConflictError, PermissionDeniedError, ValidationError
 from quant.risk.health import CircuitBreaker, DrawdownReading, EquityPoint
@@ -55,7 +61,7 @@ from risk.signals import kill_switch_activated
 log = structlog.get_logger(__name__)
 
 User = AbstractBaseUser | AnonymousUser | None
-ADMIN_CODE_MIN_LENGTH = 8
+ADMIN_CODE_MIN_LENGTH = 12
 
 
 def _user(user: User) -> Any:
@@ -295,31 +301,42 @@ def _alert(
 
 
 def killswitch_deactivate(
-    *, admin_code: str, scope: str | int | Strategy = GLOBAL, user: User = None
+    *,
+    admin_code: str,
+    scope: str | int | Strategy = GLOBAL,
+    user: User = None,
+    client: str = "",
 ) -> KillSwitchState:
     """Deactivate with the admin code; a wrong or missing code is refused and audited.
 
-    Call it outside any transaction: the refusal's audit row commits before the error is raised.
+    The code is checked before any lock is taken: a guess (a slow PBKDF2 hash) never holds the
+    kill-switch lock that every order's check shares. Wrong codes are counted per user and per
+    ``client`` (its address): past ``KILL_SWITCH_CODE_FREE_FAILURES`` each attempt must wait a
+    doubling back-off (429, no hash computed) and from ``KILL_SWITCH_CODE_ALERT_AFTER`` every
+    failure raises an alert. Call it outside any transaction: the refusal's audit row commits
+    before the error is raised.
     """
     strategy = selectors.scope_strategy(scope=scope)
+    counters = _code_counters(user, client)
+    _code_backoff_check(counters)
+    stored = AdminCode.objects.order_by("-id").values_list("code_hash", flat=True).first()
     refusal = ""
+    if stored is None:
+        refusal = "No admin code is set: run `manage.py killswitch set-admin-code` first"
+    elif not admin_code or not check_password(admin_code, stored):
+        label = strategy.name if strategy is not None else GLOBAL
+        refusal = f"Wrong admin code: the kill switch ({label}) stays as it is"
+    if refusal:
+        _deactivation_refused(strategy, refusal, user=user)
+        if stored is not None:
+            _code_failure(counters, user=user, client=client, scope=strategy)
+        raise PermissionDeniedError(
+            refusal, details={"scope": strategy.name if strategy is not None else GLOBAL}
+        )
+    _code_success(counters)
     with transaction.atomic():
         state = _locked_state(strategy)
-        stored = AdminCode.objects.order_by("-id").values_list("code_hash", flat=True).first()
-        if stored is None:
-            refusal = "No admin code is set: run `manage.py killswitch set-admin-code` first"
-        elif not admin_code or not check_password(admin_code, stored):
-            refusal = f"Wrong admin code: the kill switch ({state.label}) stays as it is"
-        if refusal:
-            _event(
-                state,
-                KillSwitchAction.DEACTIVATION_REFUSED,
-                user=user,
-                source=KillSwitchSource.MANUAL,
-                reason=refusal,
-                details={"was_active": state.active},
-            )
-        elif state.active:
+        if state.active:
             state.active = False
             state.deactivated_at, state.deactivated_by = timezone.now(), _user(user)
             state.save()
@@ -331,11 +348,91 @@ def killswitch_deactivate(
                 source=KillSwitchSource.MANUAL,
                 reason=state.reason,
             )
-    if refusal:
-        log.warning("risk.kill_switch.deactivation_refused", scope=state.label)
-        raise PermissionDeniedError(refusal, details={"scope": state.label})
     log.warning("risk.kill_switch.deactivated", scope=state.label)
     return state
+
+
+def _deactivation_refused(strategy: Strategy | None, refusal: str, *, user: User) -> None:
+    """The audit row of a refused deactivation, written without the kill-switch lock."""
+    state = selectors.killswitch_get(scope=strategy if strategy is not None else GLOBAL)
+    KillSwitchEvent.objects.create(
+        scope=KillSwitchScope.STRATEGY if strategy is not None else GLOBAL,
+        strategy=strategy,
+        action=KillSwitchAction.DEACTIVATION_REFUSED,
+        user=_user(user),
+        source=KillSwitchSource.MANUAL,
+        reason=refusal,
+        details={"was_active": bool(state is not None and state.active)},
+    )
+    log.warning("risk.kill_switch.deactivation_refused", scope=getattr(state, "label", GLOBAL))
+
+
+# --- the admin code's failure counters (the cache: Redis when configured, shared) ---------
+
+
+def _clock() -> float:
+    return time.time()
+
+
+def _code_counters(user: User, client: str) -> list[str]:
+    keys = []
+    user_id = getattr(_user(user), "pk", None)
+    keys.append(f"kill-switch-code:user:{user_id if user_id is not None else '-'}")
+    if client:
+        keys.append(f"kill-switch-code:client:{client}")
+    return keys
+
+
+def _code_backoff_check(counters: list[str]) -> None:
+    """RateLimited while any counter's back-off runs: nothing is hashed, nothing locked."""
+    now = _clock()
+    waits = [
+        entry["until"] - now
+        for entry in cache.get_many(counters).values()
+        if isinstance(entry, dict) and entry.get("until", 0) > now
+    ]
+    if waits:
+        wait = max(1, math.ceil(max(waits)))
+        raise RateLimited(f"Too many wrong admin codes: try again in {wait} s", retry_after=wait)
+
+
+def _code_failure(counters: list[str], *, user: User, client: str, scope: Strategy | None) -> None:
+    free = int(settings.KILL_SWITCH_CODE_FREE_FAILURES)
+    base = float(settings.KILL_SWITCH_CODE_BACKOFF_SECONDS)
+    cap = float(settings.KILL_SWITCH_CODE_BACKOFF_MAX_SECONDS)
+    now = _clock()
+    worst = 0
+    for key in counters:
+        entry = cache.get(key)
+        failures = (entry.get("failures", 0) if isinstance(entry, dict) else 0) + 1
+        until = now + min(cap, base * 2 ** (failures - free)) if failures >= free else 0.0
+        # kept a day after the last failure (or the back-off's end when later)
+        cache.set(
+            key, {"failures": failures, "until": until}, timeout=int(max(until - now, 0)) + 86400
+        )
+        worst = max(worst, failures)
+    if worst >= int(settings.KILL_SWITCH_CODE_ALERT_AFTER):
+        who = getattr(_user(user), "get_username", lambda: "the system")()
+        alert_raise_safely(
+            severity="critical",
+            source="risk.kill_switch",
+            message=(
+                f"{worst} wrong kill-switch admin codes in a row by {who}"
+                + (f" from {client}" if client else "")
+                + ": someone may be guessing it"
+            ),
+            key="kill-switch:admin-code-guessing",
+            details={
+                "failures": worst,
+                "user": who,
+                "client": client,
+                "scope": scope.name if scope is not None else GLOBAL,
+            },
+        )
+
+
+def _code_success(counters: list[str]) -> None:
+    cache.delete_many(counters)
 
 
 def admin_code_set(*, code: str, user: User = None) -> AdminCode:

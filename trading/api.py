@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 
 from common.api import (
     COUNT_CAP,
     MAX_ID,
     Data,
+    Day,
+    DecimalString,
     Id,
     Out,
     Page,
@@ -23,18 +25,21 @@ from common.api import (
     paginate,
     responses,
 )
+from common.api import Symbol as SymbolIn
 from common.auth import Role, acting_user, require_role
+from common.idempotency import idempotency_header, idempotency_scope, mark_replayed
 from quant.errors import ApplicationError
 from quant.orders.fsm import OrderStatus
 from research.selectors import strategy_by_id
 from trading import selectors
 from trading.metrics import metrics_summary
 from trading.models import Order, OrderSource, Position
-from trading.services.submit import order_submit
+from trading.services.submit import default_mode, order_submit_once
 
 positions_router = Router(tags=["positions"])
 metrics_router = Router(tags=["metrics"])
 orders_router = Router(tags=["orders"])
+IDEMPOTENCY_KEY = idempotency_header()
 
 Mode = Literal["paper", "live"]
 Status_ = Literal[
@@ -114,18 +119,29 @@ class OrderFilters(PageParams):
     status: Status_ | None = None
     mode: Mode | None = None
     symbol: str | None = Field(None, max_length=32)
-    from_date: date | None = Field(None, description="first day included (UTC)")
-    to_date: date | None = Field(None, description="last day included (UTC)")
+    from_date: Day | None = Field(
+        None, description="first day included (UTC), 1900-01-01 to 2199-12-31"
+    )
+    to_date: Day | None = Field(
+        None, description="last day included (UTC), 1900-01-01 to 2199-12-31, not before from_date"
+    )
+
+
+Quantity = Annotated[Decimal, DecimalString(14, 6, positive=True)]
 
 
 class OrderIn(Schema):
     strategy_id: int = Field(ge=1, le=MAX_ID)
-    symbol: str = Field(min_length=1, max_length=32)
+    symbol: SymbolIn
     side: Literal["buy", "sell"]
-    quantity: Decimal = Field(gt=0, max_digits=20, decimal_places=6)
-    mode: Mode | None = Field(None, description="default: the strategy's mode")
-    limit_price: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=6)
-    stop_distance: Decimal | None = Field(None, gt=0, max_digits=20, decimal_places=6)
+    quantity: Quantity = Field(description='a positive decimal string, e.g. "10" or "0.5"')
+    mode: Mode | None = Field(
+        None,
+        description="default: the strategy's mode; live needs ALPACA_LIVE_TRADING_ENABLED "
+        "(else 409 live_trading_disabled)",
+    )
+    limit_price: Quantity | None = Field(None, description="a limit order at this price")
+    stop_distance: Quantity | None = Field(None, description="stop this far from the fill")
     reason: str = Field("manual order (API)", max_length=200)
 
 
@@ -275,17 +291,25 @@ def order_get(request: HttpRequest, order_id: Id) -> dict[str, Any]:
 
 
 @orders_router.post("", response=responses(201, Data(OrderDetailOut), 403, 404, 409, 422))
-def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+def order_place(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: OrderIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status[Any]:
     """A manual order through the risk gateway (operator). A strategy trades only in a mode it
-    was promoted to: otherwise 409 ``gate_closed`` and nothing is stored. A rejection by the
+    was promoted to: otherwise 409 ``gate_closed`` and nothing is stored; a live order while
+    live trading is switched off is 409 ``live_trading_disabled``. A rejection by the
     gateway answers 422 ``risk_rejected`` with its reason verbatim; the order stays on record."""
 
     principal = require_role(request, Role.OPERATOR)
     strategy = strategy_by_id(strategy_id=payload.strategy_id)
+    mode = payload.mode or default_mode(strategy)
     user = acting_user(principal)
-    order = order_submit(
+    once = order_submit_once(
+        idempotency_key=idempotency_scope(user.pk, idempotency_key),
         strategy=strategy,
-        mode=payload.mode,
+        mode=mode,
         symbol=payload.symbol,
         side=payload.side,
         quantity=payload.quantity,
@@ -295,6 +319,8 @@ def order_place(request: HttpRequest, payload: OrderIn) -> Status[Any]:
         source=OrderSource.MANUAL,
         reason=f"{payload.reason} (by {user.get_username()})"[:200],
     )
+    order = once.value
+    mark_replayed(response, once)
     if order.status == OrderStatus.REJECTED and order.submit_started_at is None:
         raise RiskRejected(
             order.reject_reason,

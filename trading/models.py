@@ -81,6 +81,10 @@ class Order(models.Model):
     )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(
+        max_length=120, blank=True, default="", help_text="The client's Idempotency-Key (per user)"
+    )
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -88,6 +92,11 @@ class Order(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["client_order_id"], name="order_unique_client_id"),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="order_unique_idempotency_key",
+            ),
             models.UniqueConstraint(
                 fields=["broker", "broker_order_id"],
                 condition=~Q(broker_order_id=""),

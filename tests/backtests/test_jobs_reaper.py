@@ -145,6 +145,22 @@ def test_cancel_through_the_api_ends_a_run_without_a_worker(
     assert response.json()["data"]["status"] == "cancelled"
 
 
+def test_cancel_from_the_admin_ends_a_run_without_a_worker(
+    stored_bars: dict[str, int], sma_version: StrategyVersion, admin_client: Client
+) -> None:
+    dead = _running_backtest(sma_version)
+
+    response = admin_client.post(
+        "/admin/backtests/backtestrun/",
+        {"action": "cancel", "_selected_action": [dead.pk]},
+        follow=True,
+    )
+
+    dead.refresh_from_db()
+    assert dead.status == RunStatus.CANCELLED
+    assert f"Run {dead.pk} cancelled" in next(str(m) for m in response.context["messages"])
+
+
 def test_a_dead_run_whose_cancel_was_asked_is_cancelled_not_requeued(
     stored_bars: dict[str, int], sma_version: StrategyVersion
 ) -> None:

@@ -117,7 +117,12 @@ def test_per_user_rate_limit_answers_429_with_retry_after(settings: Any) -> None
 
 def test_per_ip_rate_limit_covers_anonymous_callers(settings: Any) -> None:
     settings.API_RATE_LIMIT_LOGIN_PER_MINUTE = 2
-    statuses = [_login(Client(), "nobody", "x").status_code for _ in range(3)]
+    statuses = [
+        Client()
+        .post("/v1/auth/refresh", {"refresh_token": "x"}, content_type="application/json")
+        .status_code
+        for _ in range(3)
+    ]
     assert statuses == [401, 401, 429]
     settings.API_RATE_LIMIT_IP_PER_MINUTE = 2
     client = client_for(make_user("viewer"))
@@ -126,17 +131,32 @@ def test_per_ip_rate_limit_covers_anonymous_callers(settings: Any) -> None:
     assert other_ip.get("/v1/auth/me", REMOTE_ADDR="10.0.0.9").status_code != 429
 
 
-def test_cors_allows_the_configured_dashboards_only() -> None:
+def _cors_allows(origin: str) -> bool:
+    response = Client().options(
+        "/v1/metrics/summary",
+        headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+    )
+    return bool(response.get("Access-Control-Allow-Origin") == origin)
+
+
+def test_cors_trusts_no_wildcard_origin_by_default() -> None:
+    """Regression: every https://*.vercel.app (anyone can deploy one) was trusted by default."""
+    from django.conf import settings
+
+    assert settings.CORS_ALLOWED_ORIGIN_REGEXES == []
+    assert not _cors_allows("https://quant-dash.vercel.app")
+    assert not _cors_allows("https://evil.vercel.app")
+
+
+def test_cors_allows_the_configured_dashboards_only(settings: Any) -> None:
+    settings.CORS_ALLOWED_ORIGINS = ["http://localhost:3000", "https://quant-dash.vercel.app"]
     for origin, allowed in (
         ("http://localhost:3000", True),
         ("https://quant-dash.vercel.app", True),
+        ("https://other-dash.vercel.app", False),
         ("https://evil.example.com", False),
     ):
-        response = Client().options(
-            "/v1/metrics/summary",
-            headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
-        )
-        assert (response.get("Access-Control-Allow-Origin") == origin) is allowed, origin
+        assert _cors_allows(origin) is allowed, origin
 
 
 def test_errors_have_one_shape() -> None:

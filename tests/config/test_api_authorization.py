@@ -27,6 +27,7 @@ ADMIN_CODE = "matrix admin code"
 # (method, path, body, least role)
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("get", "/v1/auth/me", None, "viewer"),
+    ("post", "/v1/auth/logout", {}, "viewer"),
     ("get", "/v1/health", None, "viewer"),
     ("get", "/v1/metrics/summary", None, "viewer"),
     ("get", "/v1/strategies", None, "viewer"),

@@ -1,9 +1,33 @@
-"""schemathesis over /v1/openapi.json, in process: no 5xx, and every response (status code,
-content type, body) matches the documented schema, signed in as an admin (every operation
-is open to it) over a database with rows in every table the API reads."""
+"""schemathesis over /v1/openapi.json, in process, with every check schemathesis 4.32.5 has
+(among them ``positive_data_acceptance``, "valid request rejected", and
+``negative_data_rejection``, "invalid request accepted"), over its coverage and fuzzing phases,
+signed in as a viewer, an operator and an admin, over a database with rows in every table the
+API reads: no 5xx, every answer as documented, every request the schema allows accepted and
+every request it forbids refused.
+
+Budget: a fixed seed and ``derandomize`` make the run reproducible; ``MAX_EXAMPLES`` bounds
+the fuzzing phase (the coverage phase generates what the schema defines): about a minute of
+CPU per role on a 2-core machine.
+
+Narrow exclusions, each for a principled reason:
+
+- ``allow-x00 = false``: NUL (U+0000) is refused in every string by one edge rule
+  (``config.middleware``, stated in the API description and tested in
+  ``test_api_input_edges.py``); JSON Schema cannot say "no NUL at any depth" of the free-form
+  objects (strategy config, model params, parameter grids) without a recursive schema.
+- ``positive_data_acceptance`` runs through ``positive_data_acceptance_unless_documented``:
+  a 422 or 409 for a schema-valid request passes only when the answer names one of the
+  documented rules below that JSON Schema cannot express (cross-field rules such as ``end``
+  after ``start``, and rules that depend on stored state such as the strategy's own parameters
+  or the limits now in force). Any other rejection of valid data still fails.
+- The stateful phase is not run: the API has no OpenAPI links and its write operations need
+  state (a reviewed strategy, a pending approval) that random chaining does not build; the
+  authorization matrix and the endpoint tests cover those sequences.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,12 +35,9 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.config import SchemathesisConfig
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from config.wsgi import application
 from tests.support.api import (
@@ -26,14 +47,66 @@ from tests.support.api import (
     trading_world,
 )
 
-schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", application)
+SEED = 20261207
+MAX_EXAMPLES = 3
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "seed": SEED,
+        "generation": {"allow-x00": False, "max-examples": MAX_EXAMPLES},
+        "phases": {
+            "examples": {"enabled": False},  # the schema carries no examples
+            "coverage": {"enabled": True},
+            "fuzzing": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+    }
+)
+schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", application, config=CONFIG)
+
+# Rules the schema documents in words because JSON Schema cannot express them: the
+# operation, and what its 422/409 answer says.
+DOCUMENTED_RULES: dict[str, tuple[str, ...]] = {
+    "GET /v1/orders": (r"is before from_date",),
+    "GET /v1/alerts": (r"is before from_date",),
+    "POST /v1/runs": (
+        r"end \S+ is before start",
+        r"gate_closed",
+        r"has no vectorized form",
+        r"no (stored )?bars",
+    ),
+    "POST /v1/walk-forward": (
+        r"end \S+ is before start",
+        r"gate_closed",
+        r"grid",
+        r"objective",
+        r"parameter",
+        r"window",
+        r"no (stored )?bars",
+    ),
+    "POST /v1/models": (r"not after start", r"feature set", r"param", r"label"),
+    "POST /v1/orders": (r"risk_rejected", r"gate_closed", r"live_trading_disabled"),
+    "POST /v1/risk/limit-changes": (
+        r"strategy",
+        r"unknown (platform|strategy) limit",
+        r"nothing would change",
+        r"must be",
+    ),
+    "PATCH /v1/strategies/{strategy_id}": (r"send either config or config_yaml", r"config"),
+    "POST /v1/controls/mode-transition": (r"gate_closed", r"evidence", r"backtest"),
+    "POST /v1/controls/kill-switch": (r"admin code",),
+}
+
+
+def positive_data_acceptance_unless_documented(ctx: Any, response: Any, case: Any) -> bool | None:
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        rules = DOCUMENTED_RULES.get(f"{case.method.upper()} {case.path}", ())
+        answer = response.text if response.status_code in (409, 422) else ""
+        if any(re.search(rule, answer) for rule in rules):
+            return None
+        raise
 
 
 @pytest.fixture(autouse=True)
@@ -51,23 +124,40 @@ def _keep_the_test_connection() -> Iterator[None]:
 
 
 @pytest.fixture
-def admin_token(settings: Any) -> str:
+def tokens(settings: Any) -> dict[str, str]:
+    settings.DEBUG = False
     settings.API_RATE_LIMIT_USER_PER_MINUTE = 0  # off: hypothesis sends many requests
     settings.API_RATE_LIMIT_IP_PER_MINUTE = 0
     settings.API_RATE_LIMIT_LOGIN_PER_MINUTE = 0
     cache.clear()
     trading_world(positions=2, orders=3)
-    return bearer(make_user("admin"))
+    return {role: bearer(make_user(role)) for role in ("viewer", "operator", "admin")}
 
 
-@pytest.mark.django_db
-@pytest.mark.usefixtures("paper_broker")
-@schema.parametrize()
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    derandomize=True,
-)
-def test_api_conforms_to_its_schema(case: Any, admin_token: str) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {admin_token}"}, checks=CHECKS)
+def _schema_test(role: str) -> Any:
+    @pytest.mark.django_db
+    @pytest.mark.usefixtures("paper_broker")
+    @schema.parametrize()
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+        ],
+        derandomize=True,
+    )
+    def test(case: Any, tokens: dict[str, str]) -> None:
+        case.call_and_validate(
+            headers={"Authorization": f"Bearer {tokens[role]}"},
+            excluded_checks=[positive_data_acceptance],
+            additional_checks=[positive_data_acceptance_unless_documented],
+        )
+
+    return test
+
+
+test_api_conforms_to_its_schema_as_viewer = _schema_test("viewer")
+test_api_conforms_to_its_schema_as_operator = _schema_test("operator")
+test_api_conforms_to_its_schema_as_admin = _schema_test("admin")

@@ -131,7 +131,7 @@ def test_run_platform_serves_demo_data_and_stops_cleanly(tmp_path: Path) -> None
         health = wait_healthy(process, port)
         components = health["components"]
         assert isinstance(components, dict)
-        assert set(components) == {"database", "job_queue", "worker", "beat"}
+        assert set(components) == {"database", "job_queue", "worker", "beat", "jobs"}
         status, page = get(f"http://127.0.0.1:{port}/marketdata")
         assert status == 200 and "Sign in" in page  # the dashboard needs a signed-in user
         sign_in(tmp_path, port)

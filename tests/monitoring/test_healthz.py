@@ -40,15 +40,17 @@ def test_a_silent_worker_answers_503_naming_it(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 503
     components = response.json()["components"]
-    assert components["worker"]["healthy"] is False
-    assert "worker@test last seen 300 s ago" in components["worker"]["detail"]
+    assert components["worker"] == {"name": "worker", "healthy": False}
     assert components["database"]["healthy"] is True
+    # the detail is for signed-in callers (/v1/health), from the same check
+    worker = health.check_heartbeat(WORKER, timedelta(seconds=60))
+    assert "worker@test last seen 300 s ago" in worker.detail
 
 
 def test_no_worker_ever_seen_answers_503(client: Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert "no worker has reported yet" in response.json()["components"]["worker"]["detail"]
+    assert response.json()["components"]["worker"] == {"name": "worker", "healthy": False}
 
 
 def test_an_unwritable_filesystem_queue_answers_503(client: Client, tmp_path: Path) -> None:
@@ -72,12 +74,9 @@ def test_a_broken_database_answers_503(client: Client, monkeypatch: pytest.Monke
     response = client.get("/healthz")
     assert response.status_code == 503
     components = response.json()["components"]
-    assert components["database"] == {
-        "name": "database",
-        "healthy": False,
-        "detail": "DatabaseError: connection refused",
-    }
-    assert components["worker"]["detail"] == "database down"
+    assert components["database"] == {"name": "database", "healthy": False}
+    assert components["worker"] == {"name": "worker", "healthy": False}
+    assert "connection refused" not in response.content.decode()
 
 
 def test_a_redis_broker_is_checked_for_real(redis_url: str) -> None:
@@ -93,3 +92,41 @@ def test_a_redis_broker_is_checked_for_real(redis_url: str) -> None:
         finally:
             app.conf.broker_url = "filesystem://"
     assert not down.healthy and "broker unreachable" in down.detail
+
+
+def test_healthz_names_no_host_broker_url_or_error_to_anyone(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the unauthenticated probe showed each component's detail: the broker URL
+    (with its password), the workers' host names and raw database errors naming the host."""
+    heartbeat_record(component=WORKER, instance="worker@ip-10-1-2-3.internal:4242")
+    heartbeat_record(component=BEAT, instance="beat@ip-10-1-2-4.internal:77")
+
+    def broker_down(timeout: float = 2.0) -> health.ComponentStatus:
+        return health.ComponentStatus(
+            "job_queue", False, "broker unreachable: redis://:s3cret@redis.internal:6379/0"
+        )
+
+    monkeypatch.setattr(
+        "monitoring.views.platform_health",
+        lambda: [
+            health.check_database(),
+            broker_down(),
+            health.check_heartbeat(WORKER, timedelta(seconds=60)),
+            health.check_heartbeat(BEAT, timedelta(seconds=60)),
+        ],
+    )
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    text = response.content.decode()
+    for secret in ("redis", "s3cret", "internal", "10-1-2", "postgresql", "worker@"):
+        assert secret not in text, secret
+    assert response.json() == {
+        "status": "unavailable",
+        "components": {
+            "database": {"name": "database", "healthy": True},
+            "job_queue": {"name": "job_queue", "healthy": False},
+            "worker": {"name": "worker", "healthy": True},
+            "beat": {"name": "beat", "healthy": True},
+        },
+    }

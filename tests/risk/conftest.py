@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 from research.models import Strategy
+
+
+@pytest.fixture(autouse=True)
+def _fresh_code_counters() -> None:
+    """The kill-switch code's failure counters live in the cache (local memory here)."""
+    cache.clear()
 
 
 @pytest.fixture

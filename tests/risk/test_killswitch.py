@@ -269,8 +269,8 @@ def test_only_the_hash_of_the_admin_code_is_stored() -> None:
 
 
 def test_a_short_admin_code_is_refused() -> None:
-    with pytest.raises(ValidationError, match="at least 8 characters"):
-        admin_code_set(code="1234567")
+    with pytest.raises(ValidationError, match="at least 12 characters"):
+        admin_code_set(code="12345678901")
     assert not AdminCode.objects.exists()
 
 

@@ -76,7 +76,7 @@ def test_activate_a_strategy_with_flatten(
         (("activate", "--reason", " "), "reason: say why"),
         (("activate",), "the following arguments are required: --reason"),
         (("deactivate", "--admin-code", CODE), "No admin code is set"),
-        (("set-admin-code", "--code", "short"), "code: use at least 8 characters"),
+        (("set-admin-code", "--code", "short"), "code: use at least 12 characters"),
         (("--user", "nobody", "status"), "--user: no user 'nobody'"),
         (("explode",), "invalid choice: 'explode'"),
     ],

@@ -78,8 +78,11 @@ def order_create(
     time_in_force: str = "day",
     reason: str = "",
     clock: Clock | None = None,
+    idempotency_key: str = "",
+    idempotency_fingerprint: str = "",
 ) -> Order:
-    """A PENDING order with a fresh ``client_order_id`` (validated; nothing stored on error)."""
+    """A PENDING order with a fresh ``client_order_id`` (validated; nothing stored on error).
+    ``idempotency_key`` is stored by the same INSERT (``common.idempotency``)."""
     now = (clock or SystemClock()).now()
     problems = []
     if side not in ("buy", "sell"):
@@ -113,6 +116,8 @@ def order_create(
             opening=opening,
             source=source,
             reason=reason[:200],
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             created_at=now,
         )
         _note(order, "created", at=now, details={"source": source, "reason": reason})
@@ -457,7 +462,9 @@ def order_refresh(*, order: Order, broker: BrokerClient, clock: Clock | None = N
 
     A PENDING order whose submission started but was never acknowledged is looked up by
     ``client_order_id``; if the broker never received it (and the grace period is over) it is
-    rejected with that reason rather than sent late at a price nobody checked.
+    rejected with that reason rather than sent late at a price nobody checked. A PENDING order
+    that never got to the risk check (its request died in between) is cancelled once the
+    grace period is over.
     """
     clock = clock or SystemClock()
     if not order.is_open:
@@ -472,7 +479,9 @@ def order_refresh(*, order: Order, broker: BrokerClient, clock: Clock | None = N
             return _never_received(order, clock)
         return order_apply_report(order=order, report=report, clock=clock)
     if order.submit_started_at is None:
-        return order  # not yet through the gateway
+        if clock.now() - order.created_at < SUBMIT_GRACE:
+            return order  # not yet through the gateway
+        return _never_sent(order, clock)
     found = call(broker.get_order_by_client_id(order.client_order_id))
     if found is not None:
         return order_apply_report(order=order, report=found, clock=clock)
@@ -496,6 +505,22 @@ def _never_received(order: Order, clock: Clock) -> Order:
             details={"lookup": "not found"},
             reject_reason="Not placed: the broker never received it (lookup by client_order_id "
             "found nothing after the submission was interrupted)",
+        )
+
+
+def _never_sent(order: Order, clock: Clock) -> Order:
+    """End an order stored but never taken to the risk check (its request or task died in
+    between, and no retry carried it on within the grace period): nothing was sent, so it is
+    cancelled here, never sent late at a price nobody checked."""
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status != OrderStatus.PENDING or locked.submit_started_at is not None:
+            return locked
+        return _transition(
+            locked,
+            E.CANCEL,
+            at=clock.now(),
+            details={"reason": "never sent: its request ended before the risk check"},
         )
 
 

@@ -7,11 +7,18 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import structlog
+from django.conf import settings
 from django.db.models import Q
 
+from common.idempotency import Once, created_once, request_fingerprint
 from quant.clock import Clock, SystemClock
-from quant.errors import GateClosedError, ValidationError
-from quant.orders.fsm import OPEN_STATUSES
+from quant.errors import (
+    ConfigurationError,
+    GateClosedError,
+    LiveTradingDisabledError,
+    ValidationError,
+)
+from quant.orders.fsm import OPEN_STATUSES, OrderStatus
 from research.models import Strategy
 from trading.brokers import broker_for_mode
 from trading.brokers.base import BrokerClient
@@ -42,6 +49,7 @@ def order_submit(
     reason: str = "",
     clock: Clock | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    idempotency: tuple[str, str] = ("", ""),
 ) -> Order:
     """Create, check and send one order; returns it in its state after the broker's answer.
 
@@ -67,7 +75,7 @@ def order_submit(
                 "mode": mode,
             },
         )
-    broker = broker or broker_for_mode(mode)
+    broker = broker or _broker(mode, strategy)
     if not reconciled_in_process(mode):
         reconcile(mode=mode, broker=broker, clock=clock)
     symbol = symbol.upper()
@@ -89,6 +97,8 @@ def order_submit(
         stop_distance=stop_distance,
         reason=reason,
         clock=clock,
+        idempotency_key=idempotency[0],
+        idempotency_fingerprint=idempotency[1],
     )
     order = order_place(
         order=order, broker=broker, risk=risk().check_order, clock=clock, sleep=sleep
@@ -100,6 +110,94 @@ def order_submit(
             # have run before the broker acknowledged it, so cancel it here as well.
             order = order_cancel(order=order, broker=broker, clock=clock, reason="kill switch")
     return order
+
+
+def order_submit_once(
+    *,
+    idempotency_key: str,
+    strategy: Strategy,
+    mode: str | None,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    order_type: str = "market",
+    limit_price: Decimal | None = None,
+    stop_distance: Decimal | None = None,
+    source: str = OrderSource.MANUAL,
+    reason: str = "",
+    broker: BrokerClient | None = None,
+    clock: Clock | None = None,
+) -> Once[Order]:
+    """``order_submit`` at most once per ``idempotency_key`` (``common.idempotency``: a
+    retry gets the order the first request placed, in its state now, and nothing is sent
+    again; the same key with a different order is refused). An order the first request
+    stored but never took to the risk check (it died in between) is placed by the retry.
+    Without a key, every call places an order."""
+    mode = mode or default_mode(strategy)
+    fingerprint = request_fingerprint(
+        strategy=strategy.pk,
+        mode=mode,
+        symbol=symbol.upper(),
+        side=side,
+        quantity=Decimal(quantity).normalize(),
+        order_type=order_type,
+        limit_price=None if limit_price is None else Decimal(limit_price).normalize(),
+        stop_distance=None if stop_distance is None else Decimal(stop_distance).normalize(),
+        source=source,
+        reason=reason,
+    )
+    once = created_once(
+        Order,
+        idempotency_key,
+        fingerprint,
+        lambda: order_submit(
+            strategy=strategy,
+            mode=mode,
+            broker=broker,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            limit_price=limit_price,
+            stop_distance=stop_distance,
+            source=source,
+            reason=reason,
+            clock=clock,
+            idempotency=(idempotency_key, fingerprint),
+        ),
+    )
+    order = once.value
+    if once.replayed and order.status == OrderStatus.PENDING and order.submit_started_at is None:
+        # The first request stored the order, then ended before the risk check (its process
+        # was killed, its database connection dropped): its client retries, so carry the
+        # placement on. ``order_place`` locks the row and takes only an order nobody has
+        # started to send, so a first request still running sends it at most once.
+        broker = broker or _broker(order.mode, strategy)
+        clock = clock or SystemClock()
+        if not reconciled_in_process(order.mode):
+            reconcile(mode=order.mode, broker=broker, clock=clock)
+        order = order_place(order=order, broker=broker, risk=risk().check_order, clock=clock)
+        return Once(order, replayed=True)
+    return once
+
+
+def _broker(mode: str, strategy: Strategy) -> BrokerClient:
+    """The mode's broker; a deployment without a live broker (``ALPACA_LIVE_TRADING_ENABLED``
+    off, or no keys) refuses a live order with 409 ``live_trading_disabled``, not a 500."""
+    try:
+        return broker_for_mode(mode)
+    except ConfigurationError as error:
+        if mode != TradingMode.LIVE:
+            raise
+        reason = (
+            "ALPACA_LIVE_TRADING_ENABLED is off"
+            if not settings.ALPACA_LIVE_TRADING_ENABLED
+            else error.message
+        )
+        raise LiveTradingDisabledError(
+            f"live trading is not enabled on this deployment ({reason}): nothing was sent",
+            details={"strategy_id": strategy.pk, "mode": mode},
+        ) from None
 
 
 def default_mode(strategy: Strategy) -> str:

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         deactivate.add_argument("--scope", default="global", help="global, or a strategy id/name")
         actions.add_parser("status", help="show every kill-switch state")
         code = actions.add_parser("set-admin-code", help="store a new admin code (its hash only)")
-        code.add_argument("--code", help="at least 8 characters; asked for when left out")
+        code.add_argument("--code", help="at least 12 characters; asked for when left out")
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = self._user(options.get("user"))
