@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 
-.PHONY: install run test lint format lock bench bench-backtest bench-orders bench-walk-forward bench-api clean
+.PHONY: install run test lint format lock bench bench-backtest bench-orders bench-walk-forward bench-api bench-chaos clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-walk-forward: install
 ## bench-api: /v1 metrics, positions and orders under 50 concurrent clients (10,000 positions, 100,000 orders, daphne on loopback)
 bench-api: install
 	$(PY) benchmarks/api_load.py
+
+## bench-chaos: 3 minutes of paper orders, backtests and walk-forwards while web, worker and beat are killed and PostgreSQL/Redis connections dropped; fails if anything is lost, duplicated or stuck (SEED=n, MINUTES=n)
+bench-chaos: install
+	$(PY) benchmarks/chaos.py --minutes $${MINUTES:-3} --seed $${SEED:-1}
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
