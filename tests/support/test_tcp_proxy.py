@@ -100,9 +100,13 @@ def test_a_target_that_is_down_is_a_reset(echo: tuple[str, int]) -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         free_port = placeholder.getsockname()[1]
-    with TcpProxy("127.0.0.1", free_port) as proxy, _connect(proxy) as sock:
-        with pytest.raises(OSError):
+    with TcpProxy("127.0.0.1", free_port) as proxy:
+        # the reset may come while connecting, sending or reading: each is the answer
+        with pytest.raises(OSError), _connect(proxy) as sock:
             sock.sendall(b"x")
             if not sock.recv(16):
                 raise ConnectionResetError("closed")
+        deadline = time.monotonic() + 5
+        while proxy.stats.refused != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert proxy.stats.refused == 1
