@@ -23,7 +23,7 @@ from django.utils import timezone
 from backtests.models import BacktestRun, BacktestTrade, RunStatus, run_transition
 from backtests.reports import run_report_html
 from common.idempotency import Once, created_once, request_fingerprint
-from common.jobs import JobKind, enqueue_on_commit, job_beating, stale_before
+from common.jobs import JobKind, enqueue_on_commit, interrupted, job_beating, stale_before
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from quant.backtest import (
@@ -223,6 +223,9 @@ def _execute(run: BacktestRun, clock: Clock) -> RunOutcome:
         log.warning("backtest.failed", run_id=run.pk, error=error.message)
         return RunOutcome(run, None)
     except Exception as error:
+        if interrupted(error):  # the reaper runs it again (common.jobs)
+            log.warning("backtest.interrupted", run_id=run.pk, error=str(error))
+            return RunOutcome(run, None)
         message = f"internal error: {type(error).__name__}: {error}"
         run_transition(run, RunStatus.FAILED, error_message=message, finished_at=clock.now())
         log.exception("backtest.crashed", run_id=run.pk)

@@ -54,7 +54,7 @@ from backtests.models import (
 )
 from backtests.services import market_data_load
 from backtests.walkforward_services import bar_times, run_fail, walk_forward_result_store
-from common.jobs import JobKind, job_beating, task_named
+from common.jobs import JobKind, interrupted, job_beating, task_named
 from quant.backtest import BacktestConfig, MarketData
 from quant.backtest.walkforward import (
     Evaluation,
@@ -143,6 +143,9 @@ def walk_forward_start(*, run_id: int) -> None:
         if run.tasks_total != windows * (len(inputs.points) + 1):
             raise ValidationError("the stored bars or the grid changed since the run was created")
     except Exception as error:
+        if interrupted(error):  # nothing sent: the reaper sends every task (revive)
+            log.warning("walkforward.start_interrupted", run_id=run_id, error=str(error))
+            return
         run_fail(run_id=run_id, message=f"starting the run: {_describe(error)}")
         log.exception("walkforward.start_failed", run_id=run_id)
         return
@@ -269,6 +272,9 @@ def _gather(run: WalkForwardRun) -> None:
         )
         walk_forward_result_store(run_id=run_id, result=result, workers=workers)
     except Exception as error:
+        if interrupted(error):  # the reaper sends the gather again (revive)
+            log.warning("walkforward.gather_interrupted", run_id=run_id, error=str(error))
+            return
         run_fail(run_id=run_id, message=f"gathering the results: {_describe(error)}")
         log.exception("walkforward.gather_failed", run_id=run_id)
 
@@ -418,7 +424,10 @@ def _send(task: str, run_id: int, *args: Any) -> bool:
     """Queue stage ``task`` (by name: its module calls this one) for the run."""
     try:
         task_named(task).delay(run_id, *args)
-    except Exception as error:  # broker down: fail the run rather than leave it hanging
+    except Exception as error:
+        if interrupted(error):  # broker down: the reaper sends what is missing (revive)
+            log.warning("walkforward.send_interrupted", run_id=run_id, task=task, error=str(error))
+            return False
         run_fail(run_id=run_id, message=f"could not queue a task: {_describe(error)}")
         return False
     return True
@@ -431,6 +440,9 @@ def _task_failed(
     segment: Segment,
     error: Exception,
 ) -> None:
+    if interrupted(error):  # nothing stored: the reaper sends this task again (revive)
+        log.warning("walkforward.task_interrupted", run_id=run_id, window=window, error=str(error))
+        return
     where = f"window {window}"
     row = WalkForwardWindow.objects.filter(run_id=run_id, index=window).first()
     if row is not None:

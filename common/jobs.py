@@ -150,6 +150,16 @@ def jobs_beating_here() -> list[tuple[type[models.Model], int]]:
     return _beater.running()
 
 
+def interrupted(error: BaseException) -> bool:
+    """A lost database or broker connection (a restart, a network cut): not the job's fault.
+    A job meeting one is left as it is instead of failed; its heartbeat stops with this
+    attempt, so the reaper re-queues (or revives) it once the connection is back."""
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+
+    return isinstance(error, OperationalError | InterfaceError | BrokerError | ConnectionError)
+
+
 def stale_before(now: datetime) -> datetime:
     """A running job stamped before this has lost its worker."""
     return now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)

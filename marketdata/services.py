@@ -20,7 +20,7 @@ from django.db import DataError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from common.jobs import JobKind, enqueue_on_commit, job_beating
+from common.jobs import JobKind, enqueue_on_commit, interrupted, job_beating
 from marketdata.domain import BarRecord, Timeframe, validate_bars
 from marketdata.models import Bar, DataQualityReport, IngestionJob, Instrument, JobStatus
 from marketdata.providers import PROVIDERS, DataProvider, ProviderError, build_provider
@@ -197,6 +197,9 @@ def _run(job: IngestionJob, provider: DataProvider | None, clock: Clock) -> Inge
         log.warning("ingestion.failed", job_id=job.pk, error=error.message)
         return job
     except Exception as error:
+        if interrupted(error):  # the reaper resumes it after its last committed chunk
+            log.warning("ingestion.interrupted", job_id=job.pk, error=str(error))
+            return job
         _transition(
             job,
             [JobStatus.RUNNING],

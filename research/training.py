@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from sklearn.metrics import accuracy_score, log_loss, precision_score, roc_auc_score
 
-from common.jobs import JobKind, enqueue_on_commit, job_beating
+from common.jobs import JobKind, enqueue_on_commit, interrupted, job_beating
 from marketdata.domain import Timeframe
 from marketdata.selectors import bars_frame
 from marketdata.services import normalize_symbols
@@ -170,6 +170,9 @@ def _train(artifact: ModelArtifact) -> ModelArtifact:
         log.warning("model.failed", artifact=artifact.pk, error=error.message)
         return artifact
     except Exception as error:
+        if interrupted(error):  # the reaper trains it again (common.jobs)
+            log.warning("model.interrupted", artifact=artifact.pk, error=str(error))
+            return artifact
         model_artifact_finish(
             artifact, ModelStatus.FAILED, error=f"internal error: {type(error).__name__}: {error}"
         )

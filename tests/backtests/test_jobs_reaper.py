@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import DjangoCaptureOnCommitCallbacks as OnCommit
@@ -436,3 +437,62 @@ def test_an_ingestion_whose_worker_died_resumes_from_the_queue() -> None:
     job.refresh_from_db()
     assert (action.kind, action.action) == ("ingestion", "requeued")
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2 and job.rows_written > 0
+
+
+# --- a lost connection is not the job's fault -----------------------------------------------
+
+
+def test_a_backtest_that_loses_its_database_connection_is_run_again(
+    stored_bars: dict[str, int], sma_version: StrategyVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = services.backtest_run_create(strategy_version=sma_version, config=BacktestConfig())
+
+    def connection_lost(**_: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "market_data_load", connection_lost)
+        services.backtest_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.error_message == ""  # not failed
+    _died(BacktestRun, run.pk)  # its heartbeat stopped with the attempt
+
+    jobs_reap_all()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.attempts == 2
+
+
+def test_a_walk_forward_task_that_loses_its_connection_does_not_fail_the_run(
+    stored_bars: dict[str, int],
+    sma_version: StrategyVersion,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: OnCommit,
+) -> None:
+    """Found by the chaos test: one dropped PostgreSQL connection in one evaluation failed the
+    whole walk-forward."""
+    run = walkforward_services.walk_forward_run_create(
+        strategy_version=sma_version, wf_config=WF, backtest_config=BacktestConfig()
+    )
+    original = walkforward_celery.run_job
+    calls: list[int] = []
+
+    def drops_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(walkforward_celery, "run_job", drops_once)
+    with django_capture_on_commit_callbacks(execute=True):
+        walkforward_celery.walk_forward_start(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.error_message == ""
+    assert run.tasks_done == run.tasks_total - 2  # the lost evaluation and its window's step
+    _died(WalkForwardRun, run.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs_reap_all()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
