@@ -20,9 +20,12 @@ Narrow exclusions, each for a principled reason:
   documented rules below that JSON Schema cannot express (cross-field rules such as ``end``
   after ``start``, and rules that depend on stored state such as the strategy's own parameters
   or the limits now in force). Any other rejection of valid data still fails.
-- The stateful phase is not run: the API has no OpenAPI links and its write operations need
-  state (a reviewed strategy, a pending approval) that random chaining does not build; the
-  authorization matrix and the endpoint tests cover those sequences.
+
+The stateful phase runs as its own test per role (``test_api_state_machine_as_*``): the links
+schemathesis infers from the schema (an id a response gives, a path parameter of that name)
+chain real calls, e.g. a strategy's id into its runs, orders and mode transitions; the same
+checks judge every step. ``STATEFUL_EXAMPLES`` scenarios of at most ``STATEFUL_STEPS`` calls
+each keep it bounded.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ from typing import Any
 import pytest
 import schemathesis
 from django.core.cache import cache
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.openapi.checks import RejectedPositiveData
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from config.wsgi import application
 from tests.support.api import (
@@ -49,6 +52,8 @@ from tests.support.api import (
 
 SEED = 20261207
 MAX_EXAMPLES = 3
+STATEFUL_EXAMPLES = 25
+STATEFUL_STEPS = 8
 
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -92,7 +97,11 @@ DOCUMENTED_RULES: dict[str, tuple[str, ...]] = {
         r"nothing would change",
         r"must be",
     ),
-    "PATCH /v1/strategies/{strategy_id}": (r"send either config or config_yaml", r"config"),
+    "PATCH /v1/strategies/{strategy_id}": (
+        r"send either config or config_yaml",
+        r"config",
+        r"strategy \S+: ",  # the config checked against its strategy class (the stored one)
+    ),
     "POST /v1/controls/mode-transition": (r"gate_closed", r"evidence", r"backtest"),
     "POST /v1/controls/kill-switch": (r"admin code",),
 }
@@ -161,3 +170,61 @@ def _schema_test(role: str) -> Any:
 test_api_conforms_to_its_schema_as_viewer = _schema_test("viewer")
 test_api_conforms_to_its_schema_as_operator = _schema_test("operator")
 test_api_conforms_to_its_schema_as_admin = _schema_test("admin")
+
+
+def stateful_schema(token: str) -> Any:
+    """The schema with link inference on (the stateful phase), every call signed in with
+    ``token`` as configured credentials (the ``ignored_auth`` check still sends its own
+    invalid ones)."""
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "generation": {"allow-x00": False},
+            "phases": {"stateful": {"enabled": True}},
+        }
+    )
+    return schemathesis.openapi.from_wsgi("/v1/openapi.json", application, config=config)
+
+
+def _state_machine_test(role: str) -> Any:
+    @pytest.mark.django_db
+    @pytest.mark.usefixtures("paper_broker")
+    def test(tokens: dict[str, str]) -> None:
+        failures: list[str] = []
+
+        class Workflow(stateful_schema(tokens[role]).as_state_machine()):  # type: ignore[misc]
+            def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+                # Collected, not raised: hypothesis would replay the scenario on a database
+                # that has moved on (and call it flaky); every failure is reported below.
+                try:
+                    case.validate_response(
+                        response,
+                        # ignored_auth: the configured credentials replace the invalid ones
+                        # this check generates in a scenario (it runs in the phases above)
+                        excluded_checks=[positive_data_acceptance, ignored_auth],
+                        additional_checks=[positive_data_acceptance_unless_documented],
+                        transport_kwargs=kwargs or None,
+                    )
+                except Exception as error:
+                    failures.append(f"{case.method} {case.formatted_path}: {error}")
+
+        Workflow.run(
+            settings=settings(
+                max_examples=STATEFUL_EXAMPLES,
+                stateful_step_count=STATEFUL_STEPS,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+        )
+        assert failures == [], "\n\n".join(failures[:5])
+
+    return test
+
+
+test_api_state_machine_as_viewer = _state_machine_test("viewer")
+test_api_state_machine_as_operator = _state_machine_test("operator")
+test_api_state_machine_as_admin = _state_machine_test("admin")
