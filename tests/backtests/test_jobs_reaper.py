@@ -474,7 +474,8 @@ def test_a_walk_forward_task_that_loses_its_connection_does_not_fail_the_run(
     run = walkforward_services.walk_forward_run_create(
         strategy_version=sma_version, wf_config=WF, backtest_config=BacktestConfig()
     )
-    original = walkforward_celery.run_job
+    from quant.backtest.walkforward import run_job as original
+
     calls: list[int] = []
 
     def drops_once(*args: Any, **kwargs: Any) -> Any:
@@ -483,7 +484,7 @@ def test_a_walk_forward_task_that_loses_its_connection_does_not_fail_the_run(
             raise OperationalError("server closed the connection unexpectedly")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(walkforward_celery, "run_job", drops_once)
+    monkeypatch.setattr("backtests.walkforward_celery.run_job", drops_once)
     with django_capture_on_commit_callbacks(execute=True):
         walkforward_celery.walk_forward_start(run_id=run.pk)
     run.refresh_from_db()
