@@ -11,6 +11,7 @@ class CommonConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from common import tasks  # noqa: F401  (registers auth.token_families_purge)
         from common.auth import connect_token_revocation
 
         connect_token_revocation()

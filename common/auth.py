@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
@@ -372,6 +372,22 @@ def tokens_revoke(*, reason: str, user_id: int | None = None, family: str | None
     transaction.on_commit(principals_forget)  # a read racing the commit must not stay cached
     if count:
         log.info("auth.tokens_revoked", user_id=user_id, family=family, reason=reason, count=count)
+    return count
+
+
+def token_families_purge(*, now: datetime | None = None) -> int:
+    """Delete the sign-ins none of whose refresh tokens can still be used (every one expired):
+    nothing can refresh them, and their access tokens, issued with those refresh tokens and
+    shorter-lived, have expired too. The number of families deleted (beat: daily)."""
+    from common.models import RefreshToken, TokenFamily
+
+    now = now or timezone.now()
+    usable = RefreshToken.objects.filter(family=OuterRef("pk"), expires_at__gt=now)
+    old = now - timedelta(seconds=settings.API_ACCESS_TOKEN_SECONDS)
+    stale = TokenFamily.objects.filter(~Exists(usable), created_at__lt=old)
+    count = stale.delete()[1].get(TokenFamily._meta.label, 0)
+    if count:
+        log.info("auth.token_families_purged", count=count)
     return count
 
 

@@ -412,6 +412,11 @@ CELERY_BEAT_SCHEDULE = {
     "beat-heartbeat": {"task": "monitoring.beat_heartbeat", "schedule": 30.0},
     # Jobs whose worker died: re-queued or failed (JOB_* above).
     "jobs-reap": {"task": "jobs.reap", "schedule": JOB_REAP_EVERY_SECONDS},
+    # API sign-ins whose refresh tokens have all expired.
+    "auth-token-families-purge": {
+        "task": "auth.token_families_purge",
+        "schedule": crontab(minute=40, hour=3),
+    },
     # The trading loop (spec: strategy execution), order status polling every 5 s and
     # reconciliation against the broker every minute.
     "trading-tick": {"task": "trading.tick", "schedule": 60.0},

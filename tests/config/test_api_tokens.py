@@ -218,3 +218,32 @@ def test_two_refreshes_racing_with_one_token_cannot_both_win(on_postgres: bool) 
     from common.models import RefreshToken
 
     assert RefreshToken.objects.filter(used_at__isnull=True, family__revoked_at=None).count() == 0
+
+
+def test_sign_ins_whose_refresh_tokens_all_expired_are_purged() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from common.auth import token_families_purge
+    from common.models import RefreshToken, TokenFamily
+    from common.tasks import purge_token_families
+
+    make_user("viewer", "ann")
+    old, current = login("ann"), login("ann")
+    refresh(current["refresh_token"])  # the current sign-in has a used and an unused token
+    assert TokenFamily.objects.count() == 2
+    week_ago = timezone.now() - timedelta(days=8)
+    first = RefreshToken.objects.order_by("issued_at").first()
+    assert first is not None
+    TokenFamily.objects.filter(pk=first.family_id).update(created_at=week_ago)
+    RefreshToken.objects.filter(family_id=first.family_id).update(
+        issued_at=week_ago, expires_at=week_ago + timedelta(days=7)
+    )
+
+    assert purge_token_families() == 1  # the beat's task
+    assert token_families_purge() == 0
+    assert not TokenFamily.objects.filter(pk=first.family_id).exists()
+    assert TokenFamily.objects.count() == 1  # the current sign-in stays, used token and all
+    assert refresh(old["refresh_token"]).status_code == 401  # its sign-in is gone
+    assert me(current["access_token"]) == 200
