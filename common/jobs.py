@@ -100,10 +100,6 @@ class _Beater:
             if self.jobs[(model, pk)] <= 0:
                 del self.jobs[(model, pk)]
 
-    def running(self) -> list[tuple[type[models.Model], int]]:
-        with self.lock:
-            return list(self.jobs)
-
     def run(self) -> None:
         from django.db import connections
 
@@ -143,11 +139,6 @@ def job_beating(model: type[models.Model], pk: int) -> Iterator[None]:
         yield
     finally:
         _beater.discard(model, pk)
-
-
-def jobs_beating_here() -> list[tuple[type[models.Model], int]]:
-    """The jobs this process is stamping now (tests, health)."""
-    return _beater.running()
 
 
 def interrupted(error: BaseException) -> bool:

@@ -23,6 +23,5 @@ def install() -> None:
     """Called once per process by ``ShellConfig.ready``."""
     risk_port_install(RiskGateway())
     kill_switch_activated.connect(on_kill_switch_activated, dispatch_uid="trading.kill_switch")
-    for check in (check_jobs,):
-        if check not in EXTRA_CHECKS:
-            EXTRA_CHECKS.append(check)
+    if ("jobs", check_jobs) not in EXTRA_CHECKS:
+        EXTRA_CHECKS.append(("jobs", check_jobs))

@@ -78,7 +78,7 @@ def check_heartbeat(
 
 # Checks of the apps' own parts that /healthz runs too (monitoring imports no app): the shell
 # installs them at start-up (``config.wiring``), e.g. the stuck-jobs check.
-EXTRA_CHECKS: list[Callable[[], ComponentStatus]] = []
+EXTRA_CHECKS: list[tuple[str, Callable[[], ComponentStatus]]] = []
 
 
 def platform_health() -> list[ComponentStatus]:
@@ -90,15 +90,14 @@ def platform_health() -> list[ComponentStatus]:
         *statuses,
         check_heartbeat(WORKER, timedelta(seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)),
         check_heartbeat(BEAT, timedelta(seconds=settings.HEALTH_BEAT_MAX_AGE_SECONDS)),
-        *(_safely(check) for check in EXTRA_CHECKS),
+        *(_safely(name, check) for name, check in EXTRA_CHECKS),
     ]
 
 
-def _safely(check: Callable[[], ComponentStatus]) -> ComponentStatus:
+def _safely(name: str, check: Callable[[], ComponentStatus]) -> ComponentStatus:
     try:
         return check()
     except Exception as error:  # a broken check is an unhealthy component, never a 500
-        name = getattr(check, "component", check.__name__)
         return ComponentStatus(name, False, f"check failed: {type(error).__name__}")
 
 

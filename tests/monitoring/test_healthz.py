@@ -130,3 +130,19 @@ def test_healthz_names_no_host_broker_url_or_error_to_anyone(
             "beat": {"name": "beat", "healthy": True},
         },
     }
+
+
+def test_a_check_that_breaks_is_its_component_down_not_a_500(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh_heartbeats()
+
+    def broken() -> health.ComponentStatus:
+        raise RuntimeError("the jobs query failed")
+
+    monkeypatch.setattr(health, "EXTRA_CHECKS", [("jobs", broken)])
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["components"]["jobs"] == {"name": "jobs", "healthy": False}
+    assert health.platform_health()[-1].detail == "check failed: RuntimeError"
